@@ -1,0 +1,202 @@
+"""Lipschitz MLPs: f(x) = K · L_n ∘ σ ∘ … ∘ σ ∘ L_1(x), and their configuration.
+
+Every linear layer L_i has operator norm ≤ 1 in the network's norm chain and every
+activation σ is 1-Lipschitz, so f is K-Lipschitz. The valid norm chains are:
+
+=========  ==========================================  =======================
+``norm``   layers (first → rest)                        f is K-Lipschitz from → to
+=========  ==========================================  =======================
+``l2``     bjorck/spectral → bjorck/spectral             ℓ2 → ℓ2
+``l2``     two_inf → linf  (``constraint='two_inf'``,     ℓ2 → ℓ∞ (the paper's universal
+           or ``'linf'`` with the default first layer)   ℓ2 construction)
+``linf``   linf → linf                                   ℓ∞ → ℓ∞
+any        none                                          (no guarantee; a baseline)
+=========  ==========================================  =======================
+
+Any other combination (e.g. Björck layers measured in ℓ∞, where an orthogonal matrix
+has norm up to √n) is rejected with an error instead of silently losing the certificate.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Sequence
+
+import jax
+from flax import nnx
+
+from lipsort import activations as acts
+from lipsort.layers import CONSTRAINT_NORMS, LipschitzDense, check_constraint
+
+Array = jax.Array
+NORMS = ("l2", "linf")
+
+
+def _first_layer_default(constraint: str, norm: str) -> str:
+    if constraint in ("linf", "two_inf"):
+        return "two_inf" if norm == "l2" else "linf"
+    return constraint
+
+
+def resolve_constraints(
+    num_layers: int, constraint: str, first_constraint: str | None, norm: str
+) -> list[str]:
+    """Per-layer constraints for a network, after checking that they chain in ``norm``."""
+    if norm not in NORMS:
+        raise ValueError(f"Unknown norm {norm!r}; valid norms are: {', '.join(NORMS)}.")
+    check_constraint(constraint)
+    first = first_constraint or _first_layer_default(constraint, norm)
+    check_constraint(first)
+    rest = "linf" if constraint == "two_inf" else constraint
+    chain = [first] + [rest] * (num_layers - 1)
+    if "none" in chain:
+        return chain  # a baseline: allowed, and its certificate will say what it is
+    p_in = 2 if norm == "l2" else math.inf
+    for i, c in enumerate(chain):
+        c_in, c_out = CONSTRAINT_NORMS[c]
+        if c_in != p_in:
+            raise ValueError(
+                f"layer {i} constraint {c!r} bounds the norm from ℓ{c_in}, but its input is "
+                f"measured in ℓ{p_in} (norm={norm!r}, chain {chain}). Valid choices: "
+                "norm='l2' with bjorck/spectral, or norm='l2' with first layer 'two_inf' and "
+                "constraint 'linf'; norm='linf' with constraint 'linf'."
+            )
+        p_in = c_out
+    return chain
+
+
+def _check_lipschitz_constant(k: float) -> float:
+    if isinstance(k, bool) or not isinstance(k, (int, float)) or not math.isfinite(k) or k <= 0:
+        raise ValueError(f"lipschitz_constant (K) must be a finite number > 0, got {k!r}.")
+    return float(k)
+
+
+@dataclasses.dataclass(frozen=True)
+class MLPSpec:
+    """Everything that defines a Lipschitz MLP's architecture."""
+
+    in_features: int
+    widths: tuple[int, ...]
+    out_features: int
+    activation: str = "group_sort"
+    group_size: int | None = 2
+    constraint: str = "bjorck"
+    first_constraint: str | None = None
+    lipschitz_constant: float = 1.0
+    norm: str = "l2"
+    bjorck_iters: int = 15
+    bjorck_order: int = 1
+    bjorck_beta: float = 0.5
+    power_iters: int = 1
+    use_bias: bool = True
+
+    def layer_sizes(self) -> list[int]:
+        """[in, h_1, …, out] as seen by the linear layers (maxout shrinks its width)."""
+        sizes = [self.in_features]
+        for width in self.widths:
+            sizes.append(width)
+        return sizes + [self.out_features]
+
+    def layer_in_out(self) -> list[tuple[int, int]]:
+        """(in, out) of each linear layer, after the activation's width change."""
+        pairs, fan_in = [], self.in_features
+        for width in self.widths:
+            pairs.append((fan_in, width))
+            fan_in = acts.activation_output_width(self.activation, width, self.group_size)
+        pairs.append((fan_in, self.out_features))
+        return pairs
+
+    def validate(self) -> "MLPSpec":
+        """Raises a clear ValueError for any invalid field; returns self."""
+        for name in ("in_features", "out_features"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in self.widths):
+            raise ValueError(f"widths must be positive integers, got {list(self.widths)}.")
+        acts.get_activation(self.activation, self.group_size)  # unknown name → error
+        self.layer_in_out()  # group size must divide every width
+        _check_lipschitz_constant(self.lipschitz_constant)
+        resolve_constraints(len(self.widths) + 1, self.constraint, self.first_constraint, self.norm)
+        return self
+
+
+class LipschitzMLP(nnx.Module):
+    """A K-Lipschitz MLP built from an :class:`MLPSpec` (see the module docstring)."""
+
+    def __init__(self, spec: MLPSpec, *, rngs: nnx.Rngs):
+        self.spec = spec.validate()
+        chain = resolve_constraints(len(spec.widths) + 1, spec.constraint, spec.first_constraint, spec.norm)
+        self.constraints = tuple(chain)
+        self.layers = nnx.List(
+            [
+                LipschitzDense(
+                    fan_in,
+                    fan_out,
+                    constraint=c,
+                    use_bias=spec.use_bias,
+                    bjorck_iters=spec.bjorck_iters,
+                    bjorck_order=spec.bjorck_order,
+                    bjorck_beta=spec.bjorck_beta,
+                    power_iters=spec.power_iters,
+                    rngs=rngs,
+                )
+                for (fan_in, fan_out), c in zip(spec.layer_in_out(), chain)
+            ]
+        )
+        self.activation = acts.get_activation(spec.activation, spec.group_size)
+        self.lipschitz_constant = float(spec.lipschitz_constant)
+
+    def forward_with_hidden(self, x: Array) -> tuple[Array, list[Array]]:
+        """Returns f(x) and the post-activation hidden vectors h_1, …, h_{n-1}."""
+        hidden = []
+        h = x
+        for layer in self.layers[:-1]:
+            h = self.activation(layer(h))
+            hidden.append(h)
+        return self.lipschitz_constant * self.layers[-1](h), hidden
+
+    def __call__(self, x: Array) -> Array:
+        return self.forward_with_hidden(x)[0]
+
+
+def spec_from_config(model_config: Any, in_features: int, out_features: int) -> MLPSpec:
+    """An :class:`MLPSpec` from a ``config.model`` (ml_collections or dict-like)."""
+    get = model_config.get if hasattr(model_config, "get") else lambda k, d=None: getattr(model_config, k, d)
+    defaults = MLPSpec(in_features=1, widths=(), out_features=1)
+    fields = {
+        f.name: get(f.name, getattr(defaults, f.name))
+        for f in dataclasses.fields(MLPSpec)
+        if f.name not in ("in_features", "out_features", "widths")
+    }
+    widths = get("widths", None)
+    if widths is None:
+        raise ValueError("config.model.widths is required (a list of hidden widths, e.g. [128, 128]).")
+    return MLPSpec(in_features=in_features, widths=tuple(widths), out_features=out_features, **fields).validate()
+
+
+def build_model(model_config: Any, in_features: int, out_features: int, seed: int = 0) -> LipschitzMLP:
+    """Builds the MLP a config describes; every invalid field raises before any work."""
+    return LipschitzMLP(spec_from_config(model_config, in_features, out_features), rngs=nnx.Rngs(seed))
+
+
+def layer_norm_chain(spec: MLPSpec, constraints: Sequence[str]) -> list[tuple[float, float]]:
+    """(p_in, p_out) in which each layer's operator norm enters the certificate."""
+    p = 2 if spec.norm == "l2" else math.inf
+    chain = []
+    for c in constraints:
+        p_in, p_out = CONSTRAINT_NORMS.get(c, (p, p))  # 'none' keeps the current norm
+        chain.append((p_in, p_out))
+        p = p_out
+    return chain
+
+
+__all__ = [
+    "MLPSpec",
+    "LipschitzMLP",
+    "build_model",
+    "spec_from_config",
+    "resolve_constraints",
+    "layer_norm_chain",
+    "NORMS",
+]
