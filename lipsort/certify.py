@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable
 
@@ -60,7 +61,9 @@ def jacobian_norm(f: Fn, x: Array, p: float, q: float) -> Array:
     """‖J_f(x)‖_{p→q} for each row of x (shape (B,)); J computed by reverse mode."""
     jac = jax.vmap(jax.jacrev(lambda xi: f(xi[None])[0]))(x)  # (B, m, d)
     if (p, q) == (2, 2):
-        return jnp.linalg.norm(jac, ord=2, axis=(-2, -1))
+        # σ_max² = λ_max of the Gram on the smaller side (cheaper than a batched SVD).
+        small = jac @ jnp.swapaxes(jac, -1, -2) if jac.shape[-2] <= jac.shape[-1] else jnp.swapaxes(jac, -1, -2) @ jac
+        return jnp.sqrt(jnp.maximum(jnp.linalg.eigvalsh(small)[..., -1], 0.0))
     # ℓp → ℓ∞: max over output rows of the dual norm of the row.
     row_dual = jnp.sum(jnp.abs(jac), axis=-1) if p == math.inf else jnp.linalg.norm(jac, axis=-1)
     if q == math.inf:
@@ -68,9 +71,34 @@ def jacobian_norm(f: Fn, x: Array, p: float, q: float) -> Array:
     raise ValueError(f"Jacobian norm from ℓ{p} to ℓ{q} is not supported.")
 
 
+def _as_apply(f, params):
+    """Searches call ``apply(params, x)``; a plain f(x) is wrapped (and recompiled)."""
+    if params is None:
+        return (lambda _, x: f(x)), ()
+    return f, params
+
+
+@functools.partial(jax.jit, static_argnames=("apply", "p", "q", "steps", "num_samples"))
+def _jacobian_search(apply, params, x, key, p, q, steps, sigma, lr, num_samples):
+    f = functools.partial(apply, params)
+
+    def body(carry, key):
+        x, best = carry
+        eps = jax.random.normal(key, (num_samples,) + x.shape, x.dtype)
+        plus = jax.vmap(lambda e: jacobian_norm(f, x + sigma * e, p, q))(eps)  # (S, B)
+        minus = jax.vmap(lambda e: jacobian_norm(f, x - sigma * e, p, q))(eps)
+        grad = jnp.einsum("sb,sbd->bd", plus - minus, eps) / (2 * sigma * num_samples)
+        grad = grad / (jnp.linalg.norm(grad, axis=-1, keepdims=True) + 1e-12)
+        found = jnp.maximum(jnp.maximum(jnp.max(plus), jnp.max(minus)), jnp.max(jacobian_norm(f, x, p, q)))
+        return (x + lr * grad, jnp.maximum(best, found)), None
+
+    (_, best), _ = jax.lax.scan(body, (x, jnp.asarray(-jnp.inf, x.dtype)), jax.random.split(key, steps))
+    return best
+
+
 def jacobian_norm_search(
-    f: Fn, x0: Array, p: float, q: float, key: Array, steps: int = 50, sigma: float = 0.05,
-    lr: float = 0.05, num_samples: int = 8,
+    f, x0: Array, p: float, q: float, key: Array, steps: int = 50, sigma: float = 0.05,
+    lr: float = 0.05, num_samples: int = 8, params=None,
 ) -> float:
     """Ascent on x ↦ ‖J_f(x)‖: the largest Jacobian norm found from the starts ``x0``.
 
@@ -78,66 +106,71 @@ def jacobian_norm_search(
     0 almost everywhere; the ascent direction is the gradient of the Gaussian-smoothed
     objective E_δ ‖J(x + σδ)‖, estimated by antithetic samples
     (‖J(x+σδ)‖ − ‖J(x−σδ)‖)·δ / 2σ. Every evaluated point counts toward the maximum.
+
+    ``f`` is f(x), or f(params, x) when ``params`` is given; the latter compiles once per
+    function and shapes, so repeated searches (sweeps, tests) are cheap.
     """
+    apply, params = _as_apply(f, params)
     x = jnp.asarray(x0, jnp.float32)
+    return float(_jacobian_search(apply, params, x, key, p, q, steps, sigma, lr, num_samples))
 
-    @jax.jit
-    def step(x, key):
-        eps = jax.random.normal(key, (num_samples,) + x.shape, x.dtype)
-        plus = jax.vmap(lambda e: jacobian_norm(f, x + sigma * e, p, q))(eps)  # (S, B)
-        minus = jax.vmap(lambda e: jacobian_norm(f, x - sigma * e, p, q))(eps)
-        grad = jnp.einsum("sb,sbd->bd", plus - minus, eps) / (2 * sigma * num_samples)
-        grad = grad / (jnp.linalg.norm(grad, axis=-1, keepdims=True) + 1e-12)
-        best = jnp.maximum(jnp.max(plus), jnp.max(minus))
-        return x + lr * grad, jnp.maximum(best, jnp.max(jacobian_norm(f, x, p, q)))
 
-    best = -jnp.inf
-    for k in jax.random.split(key, steps):
-        x, found = step(x, k)
-        best = jnp.maximum(best, found)
-    return float(best)
+@functools.partial(jax.jit, static_argnames=("apply", "p", "q", "steps", "lr"))
+def _pair_search(apply, params, x, key, p, q, steps, lr, init_scale):
+    delta = init_scale * jax.random.normal(key, x.shape, x.dtype)
+
+    def ratios(pair):
+        x, d = pair
+        num = _vector_norm(apply(params, x + d) - apply(params, x), q)
+        return num / jnp.maximum(_vector_norm(d, p), 1e-12)
+
+    opt = optax.adam(lr)
+
+    def body(carry, _):
+        pair, state, best = carry
+        r, grads = jax.value_and_grad(lambda ps: -jnp.sum(jnp.log(ratios(ps) + 1e-12)))(pair)
+        updates, state = opt.update(grads, state)
+        best = jnp.maximum(best, jnp.max(ratios(pair)))
+        return (optax.apply_updates(pair, updates), state, best), None
+
+    pair = (x, delta)
+    (pair, _, best), _ = jax.lax.scan(
+        body, (pair, opt.init(pair), jnp.asarray(-jnp.inf, x.dtype)), None, length=steps
+    )
+    return jnp.maximum(best, jnp.max(ratios(pair)))
 
 
 def pair_ratio_search(
-    f: Fn, x0: Array, p: float, q: float, key: Array, steps: int = 100, lr: float = 0.01,
-    init_scale: float = 0.1,
+    f, x0: Array, p: float, q: float, key: Array, steps: int = 100, lr: float = 0.01,
+    init_scale: float = 0.1, params=None,
 ) -> float:
     """Gradient ascent (Adam) on ‖f(x) − f(y)‖_q / ‖x − y‖_p over pairs (x, y = x + δ)."""
+    apply, params = _as_apply(f, params)
     x = jnp.asarray(x0, jnp.float32)
-    delta = init_scale * jax.random.normal(key, x.shape, x.dtype)
-
-    def ratios(params):
-        x, d = params
-        num = _vector_norm(f(x + d) - f(x), q)
-        den = _vector_norm(d, p)
-        return num / jnp.maximum(den, 1e-12)
-
-    opt = optax.adam(lr)
-    params = (x, delta)
-    state = opt.init(params)
-
-    @jax.jit
-    def step(params, state):
-        r, grads = jax.value_and_grad(lambda ps: -jnp.sum(jnp.log(ratios(ps) + 1e-12)))(params)
-        updates, state = opt.update(grads, state)
-        return optax.apply_updates(params, updates), state, jnp.max(ratios(params))
-
-    best = -jnp.inf
-    for _ in range(steps):
-        params, state, found = step(params, state)
-        best = jnp.maximum(best, found)
-    return float(jnp.maximum(best, jnp.max(ratios(params))))
+    return float(_pair_search(apply, params, x, key, p, q, steps, lr, init_scale))
 
 
 def lipschitz_lower_bound(
-    f: Fn, x0: Array, p: float, q: float, key: Array, steps: int = 50
+    f, x0: Array, p: float, q: float, key: Array, steps: int = 50, params=None
 ) -> float:
-    """max(Jacobian-norm search, pair-ratio search): an empirical lower bound of Lip(f)."""
+    """max(Jacobian-norm search, pair-ratio search): an empirical lower bound of Lip(f).
+
+    ``f`` is f(x), or f(params, x) with ``params`` given (compiled once and reused).
+    """
     k1, k2 = jax.random.split(key)
     return max(
-        jacobian_norm_search(f, x0, p, q, k1, steps=steps),
-        pair_ratio_search(f, x0, p, q, k2, steps=2 * steps),
+        jacobian_norm_search(f, x0, p, q, k1, steps=steps, params=params),
+        pair_ratio_search(f, x0, p, q, k2, steps=2 * steps, params=params),
     )
+
+
+def export_lower_bound(exported: ExportedModel, x0: Array, key: Array, steps: int = 50) -> float:
+    """The lower-bound search on an export's function, in the export's norms."""
+    from lipsort.export import export_apply, export_params
+
+    p, q = io_norms(exported)
+    apply = export_apply(exported.meta["activation"], exported.meta["group_size"])
+    return lipschitz_lower_bound(apply, x0, p, q, key, steps=steps, params=export_params(exported))
 
 
 # --- robustness -----------------------------------------------------------------------

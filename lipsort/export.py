@@ -16,6 +16,7 @@ float32 arrays as stored.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -146,19 +147,18 @@ def numpy_forward(exported: ExportedModel, x: np.ndarray) -> np.ndarray:
     return h
 
 
-def jax_forward(exported: ExportedModel):
-    """The same function as :func:`numpy_forward`, in JAX (for searches and attacks)."""
-    import jax.numpy as jnp
+@functools.lru_cache(maxsize=None)
+def export_apply(activation: str, group_size: int | None):
+    """apply(params, x) for exports with this activation; one function object per
+    (activation, group_size), so jitted searches over many exports compile once.
 
+    ``params`` is a list of (kernel, bias) pairs, as :func:`export_params` returns.
+    """
     from lipsort import activations as acts
 
-    act = acts.get_activation(exported.meta["activation"], exported.meta["group_size"])
-    params = [
-        (jnp.asarray(exported.arrays[f"kernel_{i}"]), jnp.asarray(exported.arrays[f"bias_{i}"]))
-        for i in range(exported.num_layers)
-    ]
+    act = acts.get_activation(activation, group_size)
 
-    def f(x):
+    def apply(params, x):
         h = x
         for i, (kernel, bias) in enumerate(params):
             h = h @ kernel + bias
@@ -166,4 +166,21 @@ def jax_forward(exported: ExportedModel):
                 h = act(h)
         return h
 
-    return f
+    return apply
+
+
+def export_params(exported: ExportedModel) -> list:
+    """The export's arrays as a list of (kernel, bias) pairs of JAX arrays."""
+    import jax.numpy as jnp
+
+    return [
+        (jnp.asarray(exported.arrays[f"kernel_{i}"]), jnp.asarray(exported.arrays[f"bias_{i}"]))
+        for i in range(exported.num_layers)
+    ]
+
+
+def jax_forward(exported: ExportedModel):
+    """f(x) of an export in JAX: the same function as :func:`numpy_forward`."""
+    apply = export_apply(exported.meta["activation"], exported.meta["group_size"])
+    params = export_params(exported)
+    return lambda x: apply(params, x)

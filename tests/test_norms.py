@@ -1,0 +1,94 @@
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from lipsort import normalize_two_inf, operator_norm, project_linf
+
+
+def reference_l1_projection(v, radius):
+    """Independent reference: bisection on θ in Σ max(|v_i| − θ, 0) = r."""
+    v = np.asarray(v, np.float64)
+    if np.abs(v).sum() <= radius:
+        return v
+    lo, hi = 0.0, np.abs(v).max()
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if np.maximum(np.abs(v) - mid, 0).sum() > radius:
+            lo = mid
+        else:
+            hi = mid
+    return np.sign(v) * np.maximum(np.abs(v) - hi, 0)
+
+
+kernels = arrays(
+    np.float64, st.tuples(st.integers(1, 7), st.integers(1, 5)),
+    elements=st.floats(-4, 4, allow_nan=False, width=32),
+)
+
+
+@given(kernels, st.sampled_from([0.5, 1.0, 3.0]))
+def test_project_linf_matches_reference_and_is_idempotent(w, radius):
+    with jax.enable_x64(True):
+        out = np.asarray(project_linf(jnp.asarray(w), radius))
+        again = np.asarray(project_linf(jnp.asarray(out), radius))
+    ref = np.stack([reference_l1_projection(w[:, j], radius) for j in range(w.shape[1])], axis=1)
+    np.testing.assert_allclose(out, ref, atol=1e-9)
+    np.testing.assert_allclose(again, out, atol=1e-12)
+    assert np.abs(out).sum(axis=0).max() <= radius * (1 + 1e-12)
+
+
+def test_project_linf_keeps_units_inside_the_ball():
+    w = jnp.array([[0.2, 3.0], [-0.3, -1.0], [0.1, 0.5]])
+    out = project_linf(w)
+    np.testing.assert_array_equal(out[:, 0], w[:, 0])  # ℓ1 = 0.6 ≤ 1: unchanged
+    np.testing.assert_allclose(float(jnp.abs(out[:, 1]).sum()), 1.0, rtol=1e-6)
+
+
+def test_project_linf_is_differentiable_and_jittable():
+    w = jax.random.normal(jax.random.key(0), (6, 3))
+    g = jax.jit(jax.grad(lambda w: jnp.sum(project_linf(w) ** 2)))(w)
+    assert np.all(np.isfinite(g))
+
+
+def test_normalize_two_inf():
+    w = jax.random.normal(jax.random.key(1), (5, 4)) * 3
+    out = normalize_two_inf(w)
+    np.testing.assert_allclose(jnp.linalg.norm(out, axis=0), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(operator_norm(out, 2, np.inf), 1.0, rtol=1e-6)
+
+
+def brute_force_linf(w):
+    """max over the vertices of the ℓ∞ ball of ‖x @ w‖∞ (exact for a convex objective)."""
+    return max(np.abs(np.array(s) @ w).max() for s in itertools.product([-1, 1], repeat=w.shape[0]))
+
+
+@given(kernels)
+def test_operator_norms_are_exact(w):
+    assert operator_norm(w, "inf") == pytest.approx(brute_force_linf(w), rel=1e-12, abs=1e-12)
+    assert operator_norm(w, 2) == pytest.approx(np.linalg.svd(w, compute_uv=False).max(), rel=1e-12)
+    # ℓ2 → ℓ∞ is attained at x = w_j / ‖w_j‖ for the longest unit.
+    assert operator_norm(w, 2, math.inf) == pytest.approx(np.linalg.norm(w, axis=0).max(), rel=1e-12)
+    assert operator_norm(w, 2) <= operator_norm(w.astype(np.float32), 2) * (1 + 1e-6) + 1e-6
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: operator_norm(np.ones((2, 2)), 1), "p must be 2 or inf"),
+        (lambda: operator_norm(np.ones((2, 2)), np.inf, 2), "not supported"),
+        (lambda: operator_norm(np.ones(3), 2), "must be a 2-D matrix"),
+        (lambda: project_linf(jnp.ones((2, 2, 2))), "must be a 2-D matrix"),
+        (lambda: project_linf(jnp.ones((2, 2)), radius=-1.0), "radius must be positive"),
+        (lambda: normalize_two_inf(jnp.ones(2)), "must be a 2-D matrix"),
+    ],
+)
+def test_bad_inputs_raise_clear_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
