@@ -19,7 +19,7 @@ def get_config(arg=None):
     config.seed = 0
 
     config.model = ml_collections.ConfigDict()
-    config.model.widths = [16] if quick else [32, 32, 32]
+    config.model.widths = (16,) if quick else (32, 32, 32)
     config.model.activation = "group_sort"
     config.model.group_size = 2
     config.model.constraint = "bjorck"

@@ -18,7 +18,7 @@ def get_config(arg=None):
     config.seed = 0
 
     config.model = ml_collections.ConfigDict()
-    config.model.widths = [16, 16] if quick else [64, 64, 64]
+    config.model.widths = (16, 16) if quick else (64, 64, 64)
     config.model.activation = "group_sort"
     config.model.group_size = 2
     config.model.constraint = "bjorck"
@@ -49,7 +49,7 @@ def get_config(arg=None):
     config.data.num_test = 1000
 
     config.eval = ml_collections.ConfigDict()
-    config.eval.epsilons = [0.05, 0.1, 0.2]
+    config.eval.epsilons = (0.05, 0.1, 0.2)
     config.eval.attack_steps = 20 if quick else 50
 
     config.certify = ml_collections.ConfigDict()

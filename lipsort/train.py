@@ -313,7 +313,9 @@ def train_and_evaluate(
     data_key, eval_key = jax.random.fold_in(seed_key, 1), jax.random.fold_in(seed_key, 2)
 
     def loss_fn(params, rest, batch):
-        m = nnx.merge(graphdef, params, rest)
+        # copy=True: fresh Variables at this trace level, so layers may update their
+        # state in the forward pass (spectral normalization's power-iteration vector).
+        m = nnx.merge(graphdef, params, rest, copy=True)
         loss, aux = task.loss(m, batch)
         _, _, new_rest = nnx.split(m, nnx.Param, ...)  # e.g. spectral norm's power vector
         return loss, (aux, new_rest)
