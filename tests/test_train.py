@@ -25,7 +25,7 @@ def load_config(name, arg="quick"):
 
 def tiny_abs(num_steps=12):
     config = load_config("toy_abs")
-    config.model.widths = [8, 8]
+    config.model.widths = (8, 8)
     config.train.num_steps = num_steps
     config.train.log_every = 3
     config.train.checkpoint_every = 6
