@@ -46,10 +46,10 @@ def test_certificate_holds_and_search_finds_no_violation(norm, constraint, activ
     p, q = certify.io_norms(exported)
     x0 = jax.random.normal(jax.random.key(1), (8, 4))
     # The certificate is about the exported weights; for Björck also search the
-    # training-time function (its truncated iteration must not exceed the bound either).
+    # training-time function once (its truncated iteration must not exceed the bound).
     lower = certify.export_lower_bound(exported, x0, jax.random.key(2), steps=20)
     assert lower <= upper * (1 + 1e-5), (lower, upper)
-    if constraint == "bjorck":
+    if constraint == "bjorck" and activation == "group_sort":
         trained = certify.lipschitz_lower_bound(model, x0, p, q, jax.random.key(2), steps=20)
         assert trained <= upper * (1 + 1e-5), (trained, upper)
     if constraint == "bjorck" and activation in ("group_sort", "max_min", "full_sort", "abs"):

@@ -27,8 +27,9 @@ def reference_l1_projection(v, radius):
     return np.sign(v) * np.maximum(np.abs(v) - hi, 0)
 
 
+# A few fixed shapes keep jit recompilation (the slow part on CPU) to a minimum.
 kernels = arrays(
-    np.float64, st.tuples(st.integers(1, 7), st.integers(1, 5)),
+    np.float64, st.sampled_from([(1, 3), (5, 4), (7, 2)]),
     elements=st.floats(-4, 4, allow_nan=False, width=32),
 )
 
