@@ -3,9 +3,11 @@ r"""Fit |x| on [-1, 1] with a 1-Lipschitz network (the paper's first experiment)
     python -m lipsort.main --config=configs/toy_abs.py
     python -m lipsort.main --config=configs/toy_abs.py --config.model.activation=relu
 
-Time on 2 CPU cores: ~TIME (quick: ~QUICK).
-Expected: GroupSort(2) + Björck max_abs_error ≈ GS_ERR (≤ 0.02); ReLU + Björck ≈ RELU_ERR,
-with grad_norms showing ‖∂f/∂h_l‖ < 1 for most inputs in the early layers (attenuation).
+Time on 2 CPU cores: ~20 s wall for the whole command, JAX start-up included (quick: ~15 s).
+Expected (seed 0, measured): GroupSort(2) + Björck max_abs_error 0.0016, mean ‖∂f/∂x‖ 0.997;
+ReLU + Björck max_abs_error 0.195 (≈ 120× larger), mean ‖∂f/∂x‖ 0.61, with
+‖∂f/∂h_l‖ shrinking from the last hidden layer (1.0) to the first (0.91) and the input
+(0.61): the gradient norm attenuation of the paper. lipschitz_upper_bound ≤ 1 always.
 """
 import ml_collections
 
@@ -25,10 +27,10 @@ def get_config(arg=None):
     config.model.constraint = "bjorck"
     config.model.lipschitz_constant = 1.0
     config.model.norm = "l2"
-    # Kernels start orthogonal and move little per step, so a few Björck steps from the
-    # previous-like iterate keep σ ≈ 1 to ~1e-4; the export finishes orthonormalization
-    # exactly. 32×32 matrices make even 15 steps cheap, but the function needs the slope
-    # to be ≈ 1 during training, so we keep a comfortable 10.
+    # Kernels start orthogonal and Adam moves them little per step, so from the certified
+    # start 10 Björck steps keep every σ within ~1e-4 of 1 while training; the fit needs
+    # slope ≈ 1 *during* training (not only at export, which finishes orthonormalization
+    # exactly). On 32×32 kernels this is cheap; with 10 the error is 0.0016 (not tuned further).
     config.model.bjorck_iters = 10
     config.model.power_iters = 1
 

@@ -6,8 +6,15 @@ r"""Wasserstein-1 estimation between toy distributions with a known W1.
 KIND ∈ {point_pm1, cones, sphere128, translate, gaussians_1d} (default cones), optionally
 followed by ",quick". See lipsort/distributions.py for the pairs and their W1.
 
-Time on 2 CPU cores: ~TIME per kind (quick: ~QUICK).
-Expected (GroupSort(2) + Björck): RESULTS
+Time on 2 CPU cores (measured, in-process): cones ~2 min (8000 steps), the others
+~15–25 s; quick ~10 s.
+Expected (seed 0, measured; estimate / true W1 / exact OT between the held-out samples):
+  point_pm1    1.0000 / 1.0000 / 1.0000
+  cones        0.4912 / 0.5000 / 0.5000   (1.8 % low; GroupSort(4), 4 layers, see below)
+  sphere128    0.6084 / 1.0000 / 1.0000   (hard: the critic must be ‖x‖ in 128-D)
+  translate    1.9864 / 2.0000 / 1.9866   (0.7 %)
+  gaussians_1d 1.0196 / 1.0085 / 1.0204   (above the population value, below the samples')
+The estimate never exceeds the exact OT value and lipschitz_upper_bound ≤ 1 in every run.
 """
 import ml_collections
 

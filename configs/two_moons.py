@@ -3,8 +3,11 @@ r"""Two moons with a 1-Lipschitz network: hinge vs BCE (the blog post's experime
     python -m lipsort.main --config=configs/two_moons.py
     python -m lipsort.main --config=configs/two_moons.py --config.train.loss=bce
 
-Time on 2 CPU cores: ~TIME (quick: ~QUICK).
-Expected: RESULTS
+Time on 2 CPU cores: ~15 s in-process, ~25 s for the whole command (quick: ~20 s; the
+PGD attacks dominate the evaluation).
+Expected (seed 0, measured): hinge test accuracy 1.000, certified accuracy at ε = 0.05 /
+0.1 / 0.2: 0.998 / 0.990 / 0.899; BCE test accuracy 0.848 (the boundary cuts through
+the moons: BCE keeps pushing margins that a 1-Lipschitz network cannot give).
 """
 import ml_collections
 

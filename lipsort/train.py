@@ -35,7 +35,7 @@ from absl import logging
 from flax import nnx
 
 from lipsort import certify, plots
-from lipsort.export import ExportedModel, export_model, jax_forward, save_export
+from lipsort.export import ExportedModel, export_model, save_export
 from lipsort.models import LipschitzMLP, MLPSpec, spec_from_config
 
 Array = jax.Array
@@ -376,10 +376,10 @@ def train_and_evaluate(
     p_in, p_out = certify.io_norms(exported)
     cert = _get(config, "certify")
     search_steps = int(_get(cert, "search_steps", 20))
-    lower = certify.lipschitz_lower_bound(
-        jax_forward(exported), jnp.asarray(task.certify_points, jnp.float32), p_in, p_out,
-        jax.random.fold_in(eval_key, 0), steps=search_steps,
-    ) if search_steps > 0 else float("nan")
+    lower = certify.export_lower_bound(
+        exported, jnp.asarray(task.certify_points, jnp.float32), jax.random.fold_in(eval_key, 0),
+        steps=search_steps,
+    ) if search_steps > 0 else None
     extra = task.evaluate(EvalContext(config, model, exported, workdir, jax.random.fold_in(eval_key, 1)))
     metrics = read_metrics(workdir)
     plots.plot_metrics(metrics, os.path.join(workdir, "loss.png"))
