@@ -3,7 +3,7 @@
 An export is ``export.npz`` (float32 ``kernel_0``, ``bias_0``, ``kernel_1``, … in layer
 order, kernel shape (in, out), K folded into the last layer) and ``export.json``
 (``activation``, ``group_size``, ``norm``, ``lipschitz_constant``, ``layer_sizes``,
-plus ``constraints`` and ``layer_norms``, the (p_in, p_out) pair in which each layer is
+plus ``kernel_shapes``, ``constraints`` and ``layer_norms``, the (p_in, p_out) pair in which each layer is
 bounded). The function is ``h ← h @ kernel_i + bias_i`` with the activation between
 layers, not after the last: see :func:`numpy_forward`, which needs nothing but numpy.
 
@@ -89,6 +89,7 @@ def export_model(model: LipschitzMLP) -> ExportedModel:
         "norm": spec.norm,
         "lipschitz_constant": k,
         "layer_sizes": spec.layer_sizes(),
+        "kernel_shapes": [list(shape) for shape in spec.layer_in_out()],
         "constraints": list(model.constraints),
         "layer_norms": [[_norm_name(p), _norm_name(q)] for p, q in chain],
     }

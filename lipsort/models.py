@@ -92,7 +92,11 @@ class MLPSpec:
     use_bias: bool = True
 
     def layer_sizes(self) -> list[int]:
-        """[in, h_1, …, out] as seen by the linear layers (maxout shrinks its width)."""
+        """[in, h_1, …, out]: the input width, then each linear layer's output width.
+
+        With maxout the next layer's input is h_i / group_size, not h_i; the exact
+        kernel shapes are :meth:`layer_in_out` (``kernel_shapes`` in an export).
+        """
         sizes = [self.in_features]
         for width in self.widths:
             sizes.append(width)

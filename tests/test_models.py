@@ -134,6 +134,9 @@ def test_maxout_shrinks_the_next_layer():
     assert spec.layer_in_out() == [(3, 8), (4, 6), (3, 2)]
     model = LipschitzMLP(spec, rngs=nnx.Rngs(0))
     assert model(jnp.ones((5, 3))).shape == (5, 2)
+    meta = export.export_model(model).meta
+    assert meta["layer_sizes"] == [3, 8, 6, 2]
+    assert meta["kernel_shapes"] == [[3, 8], [4, 6], [3, 2]]
 
 
 def test_build_model_from_a_config():
