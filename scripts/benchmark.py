@@ -1,0 +1,183 @@
+"""Performance benchmark for issue 6 (parts a and b; c, d, e to be added).
+
+    python scripts/benchmark.py [--parts a,b] [--json [PATH]] [--repeats 20]
+
+(a) one order-1 Björck iteration vs the two matmuls it must do (Gram WᵀW and W·G),
+    n×n float32, jitted, after warm-up, median over repeats, as a ratio (floor = 1.0).
+(b) matmuls to reach ‖WᵀW − I‖₂ ≤ 1e-5 (float32) and ≤ 1e-10 (float64) from the
+    certified start, for Björck orders 1–4 (order p = p+1 matmuls a step) and for the
+    fast schedule (optimized quintics, 3 matmuls a step, then order-1 Björck), on a
+    Gaussian 1024×1024 start and a Gaussian (784, 1024) start; ratio vs order 1 and
+    σ_max of the result (float64 SVD). The residual checks are not counted.
+
+Every matmul runs at Precision.HIGHEST (as in lipsort.orthogonal). ``--json`` writes all
+numbers as JSON (to PATH, or stdout with no PATH) in addition to the printed tables.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from lipsort.orthogonal import (  # noqa: E402
+    _bjorck_step,
+    _gram,
+    _mm,
+    bjorck,
+    certified_scale,
+    fast_schedule,
+    odd_polynomial_step,
+    taylor_coefficients,
+)
+
+PARTS = ("a", "b")
+TOLS = {"float32": 1e-5, "float64": 1e-10}
+MAX_STEPS = 150
+
+
+def _median_time(fn, x, repeats):
+    jax.block_until_ready(fn(x))  # compile
+    jax.block_until_ready(fn(x))  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(x))
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def part_a(sizes, repeats, seed):
+    """Order-1 Björck step vs its two-matmul floor."""
+    rng = np.random.default_rng(seed)
+    step = jax.jit(lambda w: bjorck(w, 1, prescale=False))
+    floor = jax.jit(lambda w: _mm(w, _mm(w.T, w)))
+    rows = []
+    print("\n(a) one order-1 Björck iteration vs its 2 matmuls (float32, jitted, median)")
+    print(f"{'n':>6} {'bjorck step ms':>15} {'2 matmuls ms':>13} {'ratio':>7}")
+    for n in sizes:
+        w = certified_scale(jnp.asarray(rng.normal(size=(n, n)), jnp.float32))[0]
+        t_step = _median_time(step, w, repeats)
+        t_floor = _median_time(floor, w, repeats)
+        rows.append(dict(n=n, bjorck_step_s=t_step, two_matmuls_s=t_floor, ratio=t_step / t_floor))
+        print(f"{n:>6} {t_step * 1e3:>15.2f} {t_floor * 1e3:>13.2f} {t_step / t_floor:>7.3f}")
+    return rows
+
+
+def _residual_at_most(x, tol):
+    """Whether ‖G − I‖₂ ≤ tol, and the value (exact eigvalsh only when it can be ≤ tol)."""
+    g = np.asarray(_gram(x), np.float64)
+    r = g - np.eye(g.shape[0])
+    lower = max(np.linalg.norm(r) / np.sqrt(g.shape[0]), np.abs(np.diag(r)).max())
+    if lower > tol:
+        return False, lower
+    val = float(np.abs(np.linalg.eigvalsh(r)).max())
+    return val <= tol, val
+
+
+def _count(start, steps, tol):
+    """Applies (step_fn, matmuls) pairs until the residual is ≤ tol; returns counts."""
+    x, used, n_steps = start, 0, 0
+    ok, res = _residual_at_most(x, tol)
+    for fn, cost in steps:
+        if ok or n_steps >= MAX_STEPS:
+            break
+        x = fn(x)
+        used += cost
+        n_steps += 1
+        ok, res = _residual_at_most(x, tol)
+    sigma = float(np.linalg.norm(np.asarray(x, np.float64), 2))
+    return dict(matmuls=used if ok else None, steps=n_steps, residual=res, sigma_max=sigma)
+
+
+def _bjorck_steps(order):
+    coeffs = taylor_coefficients(order, 0.5)
+    fn = jax.jit(lambda x: _bjorck_step(x, _gram(x), coeffs))
+    while True:
+        yield fn, order + 1
+
+
+def _fast_steps(lower):
+    for coeffs in fast_schedule(lower):
+        yield jax.jit(lambda x, c=coeffs: odd_polynomial_step(x, c)), (len(coeffs) + 1) // 2 + 1
+    yield from _bjorck_steps(1)
+
+
+def part_b(seed, lowers):
+    rng = np.random.default_rng(seed)
+    starts = {
+        "gaussian 1024x1024": rng.normal(size=(1024, 1024)),
+        "gaussian (784, 1024)": rng.normal(size=(784, 1024)),
+    }
+    methods = [(f"bjorck order {p}", lambda p=p: _bjorck_steps(p)) for p in (1, 2, 3, 4)]
+    methods += [(f"fast (lower={lo:g})", lambda lo=lo: _fast_steps(lo)) for lo in lowers]
+    rows = []
+    for dtype, tol in TOLS.items():
+        with jax.enable_x64(dtype == "float64"):
+            for name, w in starts.items():
+                start = certified_scale(jnp.asarray(w, dtype))[0]
+                print(f"\n(b) {name}, {dtype}: matmuls to ‖WᵀW − I‖₂ ≤ {tol:g} from the certified start")
+                print(f"{'method':<22} {'matmuls':>8} {'steps':>6} {'vs order 1':>11} {'residual':>10} {'σ_max − 1':>11}")
+                base = None
+                for method, make in methods:
+                    r = _count(start, make(), tol)
+                    if method == "bjorck order 1":
+                        base = r["matmuls"]
+                    ratio = r["matmuls"] / base if r["matmuls"] and base else None
+                    rows.append(dict(start=name, dtype=dtype, tol=tol, method=method, ratio_vs_order1=ratio, **r))
+                    mm = "—" if r["matmuls"] is None else str(r["matmuls"])
+                    rs = "—" if ratio is None else f"{ratio:.2f}"
+                    print(f"{method:<22} {mm:>8} {r['steps']:>6} {rs:>11} {r['residual']:>10.2e} "
+                          f"{r['sigma_max'] - 1:>11.2e}")
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--parts", default="a,b", help="comma-separated subset of: " + ",".join(PARTS))
+    parser.add_argument("--json", nargs="?", const="-", default=None,
+                        help="also write the results as JSON to PATH (stdout without PATH)")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--sizes", default="256,512,1024", help="part (a) matrix sizes")
+    parser.add_argument("--lowers", default="1e-3,1e-4", help="part (b) design bounds of the fast schedule")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        parser.error(f"unknown parts {unknown}; available: {','.join(PARTS)}")
+
+    info = dict(
+        date=datetime.date.today().isoformat(),
+        machine=platform.machine(),
+        cpu_count=os.cpu_count(),
+        devices=[str(d) for d in jax.devices()],
+        jax=jax.__version__,
+        precision="HIGHEST",
+    )
+    print(f"lipsort benchmark — {info['date']}, devices {info['devices']}, "
+          f"{info['cpu_count']} CPU cores, jax {info['jax']}")
+    results = dict(info=info)
+    if "a" in parts:
+        results["a"] = part_a([int(s) for s in args.sizes.split(",")], args.repeats, args.seed)
+    if "b" in parts:
+        results["b"] = part_b(args.seed, [float(s) for s in args.lowers.split(",")])
+    if args.json is not None:
+        text = json.dumps(results, indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            with open(args.json, "w") as f:
+                f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
