@@ -32,6 +32,7 @@ from lipsort.norms import normalize_two_inf, operator_norm, project_linf
 from lipsort.orthogonal import (
     bjorck,
     certified_scale,
+    fast_orthonormalize,
     orthogonality_residual,
     polar,
     power_iteration,
