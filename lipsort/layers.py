@@ -49,6 +49,22 @@ def check_constraint(name: str) -> None:
         )
 
 
+def _is_int(value, minimum: int) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value >= minimum
+
+
+def check_constraint_options(
+    constraints, bjorck_iters: int, bjorck_order: int, bjorck_beta: float, power_iters: int
+) -> None:
+    """Validates the options of the constraints in use (unused options are ignored)."""
+    if "bjorck" in constraints:
+        orthogonal.taylor_coefficients(bjorck_order, bjorck_beta)  # validates both
+        if not _is_int(bjorck_iters, 0):
+            raise ValueError(f"bjorck_iters must be a non-negative integer, got {bjorck_iters!r}.")
+    if "spectral" in constraints and not _is_int(power_iters, 1):
+        raise ValueError(f"power_iters must be a positive integer, got {power_iters!r}.")
+
+
 class PowerIterationVector(nnx.Variable):
     """The persistent right singular vector estimate of spectral normalization."""
 
@@ -84,12 +100,7 @@ class LipschitzDense(nnx.Module):
         for name, value in (("in_features", in_features), ("out_features", out_features)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-        if constraint == "bjorck":
-            orthogonal.taylor_coefficients(bjorck_order, bjorck_beta)  # validates both
-            if not isinstance(bjorck_iters, int) or bjorck_iters < 0:
-                raise ValueError(f"bjorck_iters must be a non-negative integer, got {bjorck_iters!r}.")
-        if constraint == "spectral" and (not isinstance(power_iters, int) or power_iters < 1):
-            raise ValueError(f"power_iters must be a positive integer, got {power_iters!r}.")
+        check_constraint_options([constraint], bjorck_iters, bjorck_order, bjorck_beta, power_iters)
         self.in_features, self.out_features = in_features, out_features
         self.constraint = constraint
         self.bjorck_iters, self.bjorck_order, self.bjorck_beta = bjorck_iters, bjorck_order, bjorck_beta

@@ -26,8 +26,7 @@ import jax
 from flax import nnx
 
 from lipsort import activations as acts
-from lipsort import orthogonal
-from lipsort.layers import CONSTRAINT_NORMS, LipschitzDense, check_constraint
+from lipsort.layers import CONSTRAINT_NORMS, LipschitzDense, check_constraint, check_constraint_options
 
 Array = jax.Array
 NORMS = ("l2", "linf")
@@ -123,14 +122,7 @@ class MLPSpec:
         self.layer_in_out()  # group size must divide every width
         _check_lipschitz_constant(self.lipschitz_constant)
         chain = resolve_constraints(len(self.widths) + 1, self.constraint, self.first_constraint, self.norm)
-        if "bjorck" in chain:
-            orthogonal.taylor_coefficients(self.bjorck_order, self.bjorck_beta)  # validates both
-            if isinstance(self.bjorck_iters, bool) or not isinstance(self.bjorck_iters, int) or self.bjorck_iters < 0:
-                raise ValueError(f"bjorck_iters must be a non-negative integer, got {self.bjorck_iters!r}.")
-        if "spectral" in chain and (
-            isinstance(self.power_iters, bool) or not isinstance(self.power_iters, int) or self.power_iters < 1
-        ):
-            raise ValueError(f"power_iters must be a positive integer, got {self.power_iters!r}.")
+        check_constraint_options(chain, self.bjorck_iters, self.bjorck_order, self.bjorck_beta, self.power_iters)
         return self
 
 
