@@ -46,7 +46,8 @@ def get_config(arg=None):
     config.train.checkpoint_every = 20 if quick else 1000
 
     config.data = ml_collections.ConfigDict()
-    config.data.source = "two_moons"
+    config.data.dataset = "two_moons"
+    config.data.source = "synthetic"
     config.data.noise = 0.1
     config.data.num_train = 1000
     config.data.num_test = 1000

