@@ -63,7 +63,8 @@ def test_config_runs_one_step(tmp_path, path, arg):
         pytest.skip(f"experiment {config.experiment!r} is not handled by lipsort.train")
     results = train.train_and_evaluate(config, str(tmp_path))
     assert results["steps"] == 1
-    assert results["lipschitz_upper_bound"] <= results["lipschitz_constant"] * (1 + 1e-6)
+    if config.model.constraint != "none":  # e.g. the WGAN-GP critic of gan_*.py has no certificate
+        assert results["lipschitz_upper_bound"] <= results["lipschitz_constant"] * (1 + 1e-6)
     assert (tmp_path / "export.npz").exists()
 
 

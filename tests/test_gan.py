@@ -1,0 +1,89 @@
+"""The gan experiment: a few-step WGAN-GP run through the shared entry point, resume,
+reuse of a trained generator, and config errors before any work."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from lipsort import gan, train
+
+
+def _tiny(num_steps=2):
+    config = gan.gan_config("mnist", quick=True)
+    config.data.num_train = 256
+    config.data.num_test = 64
+    config.train.num_steps = num_steps
+    config.train.critic_steps = 2
+    config.train.batch_size = 16
+    config.train.log_every = 1
+    config.train.checkpoint_every = 1
+    config.eval.num_samples = 32
+    config.certify.search_steps = 1
+    return config
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One uninterrupted 3-step run, shared by the tests below."""
+    workdir = str(tmp_path_factory.mktemp("gan") / "run")
+    return workdir, train.train_and_evaluate(_tiny(3), workdir)  # dispatches to gan.run
+
+
+def test_gan_runs_writes_contract_and_generator_is_reusable(finished):
+    workdir, results = finished
+    for key in ("experiment", "steps", "wall_time_s", "data_source", "lipschitz_constant",
+                "lipschitz_upper_bound", "lipschitz_lower_bound"):
+        assert key in results, key
+    assert results["experiment"] == "gan" and results["steps"] == 3
+    assert results["data_source"].startswith(("bundled:", "tfds:", "idx:"))
+    for name in ("config.json", "metrics.jsonl", "results.json", "export.npz", "samples.png"):
+        assert os.path.exists(os.path.join(workdir, name)), name
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        assert [json.loads(line)["step"] for line in f] == [1, 2, 3]
+
+    generator = gan.load_generator(workdir)
+    import jax
+
+    x = np.asarray(generator.sample(jax.random.PRNGKey(0), 5))
+    assert x.shape == (5, 784) and x.min() >= 0.0 and x.max() <= 1.0
+    # ensure_generator finds the finished run and does not train again.
+    mtime = os.path.getmtime(os.path.join(workdir, "results.json"))
+    again = gan.ensure_generator(_tiny(3), workdir)
+    assert os.path.getmtime(os.path.join(workdir, "results.json")) == mtime
+    np.testing.assert_array_equal(np.asarray(again.sample(jax.random.PRNGKey(0), 5)), x)
+
+
+def test_gan_resume_matches_uninterrupted(tmp_path, finished):
+    a, b = finished[0], str(tmp_path / "b")
+    assert train.train_and_evaluate(_tiny(3), b, stop_after_step=1) is None
+    resumed = train.train_and_evaluate(_tiny(3), b)
+    assert resumed["resumed_from_step"] == 1
+    import jax
+
+    key = jax.random.PRNGKey(1)
+    np.testing.assert_allclose(np.asarray(gan.load_generator(a).sample(key, 4)),
+                               np.asarray(gan.load_generator(b).sample(key, 4)), rtol=1e-5, atol=1e-6)
+
+
+def test_generator_dir_depends_on_the_config():
+    c1, c2 = gan.gan_config("mnist"), gan.gan_config("mnist")
+    assert gan.generator_dir("base", c1) == gan.generator_dir("base", c2)
+    c2.train.num_steps += 1
+    assert gan.generator_dir("base", c1) != gan.generator_dir("base", c2)
+
+
+def test_bad_gan_config_fails_before_work(tmp_path):
+    config = _tiny()
+    config.train.critic_steps = 0
+    config.train.gp_weight = -1.0
+    config.generator.widths = ()
+    with pytest.raises(train.ConfigError) as e:
+        train.train_and_evaluate(config, str(tmp_path / "bad"))
+    for fragment in ("critic_steps", "gp_weight", "generator.widths"):
+        assert fragment in str(e.value)
+    assert not os.path.exists(tmp_path / "bad")
+    with pytest.raises(train.ConfigError, match="config.data.dataset"):
+        config = _tiny()
+        config.data.dataset = "svhn"
+        train.validate_config(config)
