@@ -13,6 +13,15 @@ constraint     forward kernel                               guarantee (exact at 
 ``none``       kernel                                       nothing
 =============  ===========================================  =====================
 
+Björck layers train in one of two modes (``bjorck_training``):
+
+- ``"unrolled"``: the forward pass runs ``bjorck_iters`` steps from the certified start
+  and gradients flow through all of them (the paper's method; exact, expensive);
+- ``"retraction"``: the parameter itself is kept orthonormal. The forward pass uses it
+  as is and, after each optimizer update, :meth:`LipschitzDense.retract` moves it back
+  onto the manifold with stop-gradient Björck steps (:mod:`lipsort.retraction`): about
+  one matmul pair per layer per step and no backward through iterations.
+
 Spectral normalization divides by a power-iteration estimate, which can be low, so its
 training-time norm may exceed 1 slightly; :meth:`LipschitzDense.export_kernel` always
 returns weights whose exact norm is ≤ 1 (the certificate rescales what rounding leaves).
@@ -27,11 +36,12 @@ import numpy as np
 from flax import nnx
 
 from lipsort import activations as acts
-from lipsort import norms, orthogonal
+from lipsort import norms, orthogonal, retraction
 
 Array = jax.Array
 
 CONSTRAINTS: tuple[str, ...] = ("bjorck", "spectral", "linf", "two_inf", "none")
+BJORCK_TRAINING: tuple[str, ...] = ("unrolled", "retraction")
 
 # (input norm, output norm) in which each constraint bounds the layer by 1.
 CONSTRAINT_NORMS: dict[str, tuple[float, float]] = {
@@ -54,15 +64,33 @@ def _is_int(value, minimum: int) -> bool:
 
 
 def check_constraint_options(
-    constraints, bjorck_iters: int, bjorck_order: int, bjorck_beta: float, power_iters: int
+    constraints,
+    bjorck_iters: int,
+    bjorck_order: int,
+    bjorck_beta: float,
+    power_iters: int,
+    bjorck_training: str = "unrolled",
+    retraction_tol: float = 5e-4,
 ) -> None:
     """Validates the options of the constraints in use (unused options are ignored)."""
     if "bjorck" in constraints:
         orthogonal.taylor_coefficients(bjorck_order, bjorck_beta)  # validates both
         if not _is_int(bjorck_iters, 0):
             raise ValueError(f"bjorck_iters must be a non-negative integer, got {bjorck_iters!r}.")
+        if bjorck_training not in BJORCK_TRAINING:
+            raise ValueError(
+                f"Unknown bjorck_training {bjorck_training!r}; valid modes are: {', '.join(BJORCK_TRAINING)}."
+            )
+        if (isinstance(retraction_tol, bool) or not isinstance(retraction_tol, (int, float))
+                or not 0 < retraction_tol < 0.5):
+            raise ValueError(f"retraction_tol must be a number in (0, 0.5), got {retraction_tol!r}.")
     if "spectral" in constraints and not _is_int(power_iters, 1):
         raise ValueError(f"power_iters must be a positive integer, got {power_iters!r}.")
+
+
+# Björck steps a retraction may take per update; a fresh custom init gets more.
+RETRACTION_MAX_ITERS = 8
+RETRACTION_MAX_ITERS_AT_INIT = 60
 
 
 class PowerIterationVector(nnx.Variable):
@@ -93,6 +121,8 @@ class LipschitzDense(nnx.Module):
         bjorck_order: int = 1,
         bjorck_beta: float = 0.5,
         power_iters: int = 1,
+        bjorck_training: str = "unrolled",
+        retraction_tol: float = 5e-4,
         kernel_init=None,
         rngs: nnx.Rngs,
     ):
@@ -100,17 +130,23 @@ class LipschitzDense(nnx.Module):
         for name, value in (("in_features", in_features), ("out_features", out_features)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-        check_constraint_options([constraint], bjorck_iters, bjorck_order, bjorck_beta, power_iters)
+        check_constraint_options(
+            [constraint], bjorck_iters, bjorck_order, bjorck_beta, power_iters, bjorck_training, retraction_tol
+        )
         self.in_features, self.out_features = in_features, out_features
         self.constraint = constraint
         self.bjorck_iters, self.bjorck_order, self.bjorck_beta = bjorck_iters, bjorck_order, bjorck_beta
         self.power_iters = power_iters
+        self.retracts = constraint == "bjorck" and bjorck_training == "retraction"
+        self.retraction_tol = float(retraction_tol)
         # nnx's Module.eval()/train() toggle `deterministic`: in eval mode the power
         # iteration vector is read but not updated.
         self.deterministic = False
         init = kernel_init or _default_init(constraint, in_features)
         self.kernel = nnx.Param(init(rngs.params(), (in_features, out_features), jnp.float32))
         self.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32)) if use_bias else None
+        if self.retracts:
+            self.retract(max_iters=RETRACTION_MAX_ITERS_AT_INIT)  # a custom init may be off the manifold
         if constraint == "spectral":
             u = jax.random.normal(rngs.params(), (out_features,), jnp.float32)
             self.u = PowerIterationVector(u / jnp.linalg.norm(u))
@@ -118,6 +154,8 @@ class LipschitzDense(nnx.Module):
     def constrained_kernel(self) -> Array:
         """The kernel the forward pass uses (differentiable in the parameter)."""
         w = self.kernel[...]
+        if self.retracts:
+            return w  # kept orthonormal by retract() after every update
         if self.constraint == "bjorck":
             return orthogonal.bjorck(w, self.bjorck_iters, self.bjorck_order, self.bjorck_beta)
         if self.constraint == "spectral":
@@ -130,6 +168,18 @@ class LipschitzDense(nnx.Module):
         if self.constraint == "two_inf":
             return norms.normalize_two_inf(w)
         return w
+
+    def retract(self, max_iters: int = RETRACTION_MAX_ITERS) -> dict[str, Array] | None:
+        """Retraction mode: moves the kernel back onto the orthonormal manifold in place.
+
+        Call after each optimizer update (``lipsort.train`` does). Returns the
+        :func:`lipsort.retraction.retract` statistics, or None for other layers.
+        """
+        if not self.retracts:
+            return None
+        w, stats = retraction.retract(self.kernel[...], self.retraction_tol, max_iters)
+        self.kernel[...] = w
+        return stats
 
     def export_kernel(self) -> np.ndarray:
         """The exact constrained kernel in float64 (what an export stores).

@@ -23,6 +23,7 @@ import math
 from typing import Any, Sequence
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from lipsort import activations as acts
@@ -88,6 +89,8 @@ class MLPSpec:
     bjorck_order: int = 1
     bjorck_beta: float = 0.5
     power_iters: int = 1
+    bjorck_training: str = "unrolled"
+    retraction_tol: float = 5e-4
     use_bias: bool = True
 
     def layer_sizes(self) -> list[int]:
@@ -122,7 +125,10 @@ class MLPSpec:
         self.layer_in_out()  # group size must divide every width
         _check_lipschitz_constant(self.lipschitz_constant)
         chain = resolve_constraints(len(self.widths) + 1, self.constraint, self.first_constraint, self.norm)
-        check_constraint_options(chain, self.bjorck_iters, self.bjorck_order, self.bjorck_beta, self.power_iters)
+        check_constraint_options(
+            chain, self.bjorck_iters, self.bjorck_order, self.bjorck_beta, self.power_iters,
+            self.bjorck_training, self.retraction_tol,
+        )
         return self
 
 
@@ -144,6 +150,8 @@ class LipschitzMLP(nnx.Module):
                     bjorck_order=spec.bjorck_order,
                     bjorck_beta=spec.bjorck_beta,
                     power_iters=spec.power_iters,
+                    bjorck_training=spec.bjorck_training,
+                    retraction_tol=spec.retraction_tol,
                     rngs=rngs,
                 )
                 for (fan_in, fan_out), c in zip(spec.layer_in_out(), chain)
@@ -163,6 +171,27 @@ class LipschitzMLP(nnx.Module):
 
     def __call__(self, x: Array) -> Array:
         return self.forward_with_hidden(x)[0]
+
+    @property
+    def retracts(self) -> bool:
+        """Whether some layer keeps its kernel orthonormal by retraction (see :meth:`retract`)."""
+        return any(layer.retracts for layer in self.layers)
+
+    def retract(self) -> dict[str, Array]:
+        """Retracts every retraction-mode layer in place (call after each update).
+
+        Returns the worst layer's ``drift`` (residual the update caused), ``residual``
+        (predicted ‖WᵀW − I‖₂ now, what the next forward pass sees) and the total
+        Björck ``steps``; empty when no layer retracts.
+        """
+        stats = [s for s in (layer.retract() for layer in self.layers) if s is not None]
+        if not stats:
+            return {}
+        return {
+            "retraction_drift": jnp.max(jnp.stack([s["drift"] for s in stats])),
+            "orthogonality_residual": jnp.max(jnp.stack([s["residual"] for s in stats])),
+            "retraction_steps": jnp.sum(jnp.stack([s["steps"] for s in stats])),
+        }
 
 
 def spec_from_config(model_config: Any, in_features: int, out_features: int) -> MLPSpec:

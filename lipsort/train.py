@@ -5,10 +5,13 @@ An experiment (``config.experiment``) is a module with ``make_task(config) -> Ta
 loss, and a final evaluation. This module owns everything around it:
 
 - validation of the whole config *before* any work (all errors reported at once);
-- the pure train step: ``nnx.split`` the model once, then ``jax.jit`` a ``lax.scan``
-  over a chunk of steps (one dispatch per logging interval, which matters for the small
-  models of the toys on CPU); batches are a function of (seed, step) only, so a resumed
-  run sees exactly the batches an uninterrupted one does;
+- the pure train step (:func:`make_chunk_runner`): ``nnx.split`` the model once, then
+  ``jax.jit`` a ``lax.scan`` over a chunk of steps (one dispatch per logging interval,
+  which matters for the small models of the toys on CPU); batches are a function of
+  (seed, step) only, so a resumed run sees exactly the batches an uninterrupted one does;
+  retraction-mode Björck kernels are retracted after every update;
+- data parallelism (``config.train.data_parallel``): a mesh over all devices, batch
+  sharded, parameters replicated (:func:`make_data_mesh`);
 - run hygiene in the workdir: ``config.json``, ``metrics.jsonl``, ``results.json``,
   orbax checkpoints in ``checkpoints/`` with automatic resume, a progress line
   (step, loss, ETA), fail-fast on non-finite loss or weights naming the step;
@@ -33,6 +36,8 @@ import numpy as np
 import optax
 from absl import logging
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from lipsort import certify, plots
 from lipsort.export import ExportedModel, export_model, save_export
@@ -138,6 +143,14 @@ def validate_config(config: ml_collections.ConfigDict) -> tuple[Task, MLPSpec]:
         if _get(train, "optimizer", "adam") not in OPTIMIZERS:
             errors.append(
                 f"Unknown optimizer {_get(train, 'optimizer')!r}; valid: {', '.join(OPTIMIZERS)}."
+            )
+        data_parallel = _get(train, "data_parallel", False)
+        if not isinstance(data_parallel, bool):
+            errors.append(f"config.train.data_parallel must be True or False, got {data_parallel!r}.")
+        elif data_parallel and isinstance(_get(train, "batch_size"), int) and train.batch_size % jax.device_count():
+            errors.append(
+                f"config.train.batch_size {train.batch_size} must be divisible by the "
+                f"{jax.device_count()} devices of the data-parallel mesh."
             )
         if _get(train, "schedule", "constant") not in SCHEDULES:
             errors.append(f"Unknown schedule {_get(train, 'schedule')!r}; valid: {', '.join(SCHEDULES)}.")
@@ -268,6 +281,75 @@ class _Checkpointer:
 # --- the loop -------------------------------------------------------------------------------
 
 
+def make_data_mesh(config: ml_collections.ConfigDict) -> Mesh | None:
+    """A 1-D mesh over all devices (axis ``data``) when ``config.train.data_parallel``.
+
+    Data parallelism: every device holds the whole (replicated) training state and a
+    slice of each batch; XLA's SPMD partitioner turns the mean-over-batch gradient into
+    per-device partial sums and an all-reduce. Same math as one device, so results agree
+    up to the order of floating-point summation.
+    """
+    if not _get(config.train, "data_parallel", False):
+        return None
+    # Auto axes: we only constrain the batch; XLA propagates the rest (gradient all-reduce).
+    return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def make_chunk_runner(
+    graphdef: nnx.GraphDef,
+    loss: Callable[[nnx.Module, Any], tuple[Array, dict[str, Array]]],
+    sample_batch: Callable[[Array], Any],
+    tx: optax.GradientTransformation,
+    data_key: Array,
+    *,
+    retracts: bool,
+    mesh: Mesh | None = None,
+) -> Callable:
+    """``run_chunk(state, steps) -> (state, (losses, aux))``: a ``lax.scan`` of train steps.
+
+    ``state`` is ``(params, rest, opt_state)`` from ``nnx.split(model, nnx.Param, ...)``;
+    the batch of step t is ``sample_batch(fold_in(data_key, t))``, a pure function of
+    (seed, step), so a resumed run sees the batches an uninterrupted one does. One step:
+    gradient of ``loss``, optimizer update, then (``retracts``) the stop-gradient
+    retraction of retraction-mode Björck kernels (:mod:`lipsort.retraction`). With a
+    ``mesh`` the batch is sharded along its leading axis over the ``data`` devices.
+    """
+    batch_sharding = NamedSharding(mesh, P("data")) if mesh is not None else None
+
+    def loss_fn(params, rest, batch):
+        # copy=True: fresh Variables at this trace level, so layers may update their
+        # state in the forward pass (spectral normalization's power-iteration vector).
+        m = nnx.merge(graphdef, params, rest, copy=True)
+        value, aux = loss(m, batch)
+        _, _, new_rest = nnx.split(m, nnx.Param, ...)  # e.g. spectral norm's power vector
+        return value, (aux, new_rest)
+
+    def retract(params, rest):
+        m = nnx.merge(graphdef, params, rest, copy=True)
+        stats = m.retract()
+        _, params, rest = nnx.split(m, nnx.Param, ...)
+        return params, rest, stats
+
+    def train_step(state, step):
+        params, rest, opt_state = state
+        batch = sample_batch(jax.random.fold_in(data_key, step))
+        if batch_sharding is not None:
+            batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+        (value, (aux, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest, batch)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        if retracts:
+            params, rest, stats = retract(params, rest)
+            aux = {**aux, **stats}
+        return (params, rest, opt_state), (value, aux)
+
+    def run_chunk(state, steps):  # one dispatch for a whole logging interval
+        return jax.lax.scan(train_step, state, steps)
+
+    return run_chunk
+
+
+
 def _format_eta(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
@@ -316,24 +398,12 @@ def train_and_evaluate(
     seed_key = jax.random.PRNGKey(int(config.seed))
     data_key, eval_key = jax.random.fold_in(seed_key, 1), jax.random.fold_in(seed_key, 2)
 
-    def loss_fn(params, rest, batch):
-        # copy=True: fresh Variables at this trace level, so layers may update their
-        # state in the forward pass (spectral normalization's power-iteration vector).
-        m = nnx.merge(graphdef, params, rest, copy=True)
-        loss, aux = task.loss(m, batch)
-        _, _, new_rest = nnx.split(m, nnx.Param, ...)  # e.g. spectral norm's power vector
-        return loss, (aux, new_rest)
-
-    def train_step(state, step):
-        params, rest, opt_state = state
-        batch = task.sample_batch(jax.random.fold_in(data_key, step))
-        (loss, (aux, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest, batch)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), rest, opt_state), (loss, aux)
-
-    @jax.jit
-    def run_chunk(state, steps):  # one dispatch for a whole logging interval
-        return jax.lax.scan(train_step, state, steps)
+    mesh = make_data_mesh(config)
+    if mesh is not None:
+        state = jax.device_put(state, NamedSharding(mesh, P()))  # replicated parameters
+    run_chunk = jax.jit(make_chunk_runner(
+        graphdef, task.loss, task.sample_batch, tx, data_key, retracts=model.retracts, mesh=mesh
+    ))
 
     loop_start, first_step = time.time(), step
     with open(os.path.join(workdir, "metrics.jsonl"), "a") as metrics_file:
