@@ -111,8 +111,34 @@ def norm_section(norm: str, rows: list[tuple[str, str, dict]]) -> list[str]:
     attack = rows[0][2]["attack"]
     lines += ["", f"Certified: margin > {rows[0][2]['margin_factor']:.4g}·L·ε with L the certified bound of "
               f"the export. PGD: {attack['steps']} steps in {sym} on the margin, step 2.5·ε/steps, "
-              f"one random start, worst point kept, pixels clipped to {attack['clip']}.", ""]
+              f"one random start, worst point kept, pixels clipped to [{attack['clip'][0]:g}, {attack['clip'][1]:g}].", ""]
     return lines
+
+
+def checks(sections: dict) -> list[str]:
+    """The issue's expectations, evaluated on the numbers above (never asserted blindly)."""
+    lines = ["### Checks (computed from the tables above)", ""]
+    pairs = (("linf", "maxmin_linf", "relu_linf"), ("l2", "groupsort_bjorck", "relu_bjorck"))
+    for norm, sort_name, relu_name in pairs:
+        by_name = {name: r for name, _, r in sections[norm]}
+        if sort_name not in by_name or relu_name not in by_name:
+            continue
+        a, b = by_name[sort_name]["certified_accuracy"], by_name[relu_name]["certified_accuracy"]
+        worse = [e for e in a if not a[e] > b[e]]
+        lines.append(
+            f"- `{sort_name}` certifies more than `{relu_name}` (same constraint) at every ε: "
+            + ("yes." if not worse else f"no, not at ε = {', '.join(worse)}.")
+        )
+    for norm in sections:
+        for name, _, r in sections[norm]:
+            if name.startswith("unconstrained"):
+                eps = list(r["certified_accuracy"])
+                lines.append(
+                    f"- `{name}`: certified at most {pct(max(r['certified_accuracy'].values()))} % at any ε "
+                    f"(its certified Lipschitz bound is {r['lipschitz_upper_bound']:.4g}); PGD leaves "
+                    f"{pct(r['attack_accuracy'][eps[-1]])} % at ε = {eps[-1]} (clean {pct(r['clean_accuracy'])} %)."
+                )
+    return lines + [""]
 
 
 def plot(dataset: str, sections: dict, path: str) -> None:
@@ -195,8 +221,10 @@ def write_table(args, sections, configs) -> None:
         f"# Provable adversarial robustness: {args.dataset}", "",
         f"Command: `{cmd}` (total {total / 60:.1f} min of runs).", "",
         f"Hardware: {platform.machine()} CPU, {os.cpu_count()} cores shared with other jobs, no GPU; "
-        f"{platform.python_version()}, jax {__import__('jax').__version__}; {time.strftime('%Y-%m-%d')}.", "",
+        f"Python {platform.python_version()}, jax {__import__('jax').__version__}; {time.strftime('%Y-%m-%d')}.", "",
         f"Data: {'; '.join(sources)}; {first['num_train']} train / {first['num_test']} test examples.", "",
+        f"Training: {first['steps']} steps of batch {configs['maxmin_linf'].train.batch_size} "
+        f"(≈ {first['steps'] * configs['maxmin_linf'].train.batch_size / first['num_train']:.1f} epochs), Adam, cosine decay.", "",
         "Every model is 784-" + "-".join(str(w) for w in configs["maxmin_linf"].model.widths) + "-10, K = 1 "
         "(see the config docstrings for the choice of K and margin). Each cell: certified / PGD "
         "accuracy; certified ≤ PGD ≤ clean is checked for every ε (and no certified point is "
@@ -204,6 +232,7 @@ def write_table(args, sections, configs) -> None:
     ]
     for norm, rows in sections.items():
         lines += norm_section(norm, rows)
+    lines += checks(sections)
     lines += [
         "### Published reference points (full MNIST, 60k/10k; quoted, not reproduced here)", "",
         "| norm | ε | model | clean % | certified % |", "|---|---|---|---|---|",

@@ -138,3 +138,19 @@ def test_robust_config_arguments():
     assert (free.model.constraint, free.train.loss) == ("none", "cross_entropy")
     with pytest.raises(ValueError, match="exclude each other"):
         load_config("robust_mnist_linf", "relu,unconstrained")
+
+
+def test_mnist_configs_read_full_mnist_through_tfds(tmp_path):
+    # Full MNIST goes through tfds.data_source when prepared; mock_data stands in for it.
+    tfds = pytest.importorskip("tensorflow_datasets")
+    config = short(load_config("robust_mnist_l2"))
+    config.data.source = "tfds"
+    config.model.widths = (32, 32)
+    config.train.num_steps = 2
+    config.train.log_every = config.train.checkpoint_every = 2
+    config.data.num_train = config.data.num_test = 0
+    config.eval.epsilons = (0.5,)
+    with tfds.testing.mock_data(num_examples=40):
+        r = train.train_and_evaluate(config, str(tmp_path))
+    assert r["data_source"] == "tfds:mnist" and r["num_test"] == 40
+    assert r["certified_accuracy"]["0.5"] <= r["attack_accuracy"]["0.5"] <= r["clean_accuracy"]
