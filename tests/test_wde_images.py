@@ -1,0 +1,108 @@
+"""Image Wasserstein estimation: the critic against a (tiny) trained generator, the
+generator found by config and reused, and the table script's summaries and checks."""
+import importlib.util
+import os
+
+import pytest
+
+from lipsort import gan, train, wde
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _tiny(seed=0, constraint="bjorck"):
+    config = wde.image_config("mnist", quick=True)
+    config.seed = seed
+    config.model.constraint = constraint
+    config.train.num_steps = 2
+    config.train.log_every = 1
+    config.train.checkpoint_every = 2
+    config.data.num_eval = 40
+    config.certify.search_steps = 1
+    g = config.generator
+    g.data.num_train = 128
+    g.train.num_steps = 1
+    g.train.critic_steps = 1
+    g.train.log_every = 1
+    g.train.checkpoint_every = 1
+    g.eval.num_samples = 16
+    g.certify.search_steps = 0
+    return config
+
+
+@pytest.fixture(scope="module")
+def generator_base(tmp_path_factory):
+    """A one-step generator, trained in-process where the wde runs will look for it."""
+    base = str(tmp_path_factory.mktemp("generators"))
+    config = _tiny()
+    gan.run(config.generator, gan.generator_dir(base, config.generator))
+    return base
+
+
+@pytest.mark.parametrize("constraint", ["bjorck", "spectral"])
+def test_image_wde_contract_and_generator_reuse(tmp_path, generator_base, constraint):
+    config = _tiny(constraint=constraint)
+    config.generator_dir = generator_base
+    gen_dir = gan.generator_dir(generator_base, config.generator)
+    stamp = os.path.getmtime(os.path.join(gen_dir, "results.json"))
+    results = train.train_and_evaluate(config, str(tmp_path / "wde"))
+    assert os.path.getmtime(os.path.join(gen_dir, "results.json")) == stamp  # reused, not retrained
+    for key in ("experiment", "steps", "wall_time_s", "data_source", "lipschitz_constant",
+                "lipschitz_upper_bound", "lipschitz_lower_bound", "wasserstein_estimate",
+                "exact_w1_samples", "true_w1"):
+        assert key in results, key
+    assert results["generator_dir"] == gen_dir and gen_dir in results["data_source"]
+    assert results["lipschitz_upper_bound"] <= 1 + 1e-6
+    assert results["wasserstein_estimate"] <= results["exact_w1_samples"]
+    assert results["num_eval_samples"] == 40
+    assert (tmp_path / "wde" / "critic.png").exists()
+
+
+def test_image_wde_config_errors_come_before_any_work(tmp_path):
+    config = _tiny()
+    config.generator.data.pixel_range = (-1.0, 1.0)
+    config.data.num_eval = 10**6
+    config.generator_dir = str(tmp_path / "generators")
+    with pytest.raises(train.ConfigError) as e:
+        train.train_and_evaluate(config, str(tmp_path / "wde"))
+    assert "pixel_range" in str(e.value)
+    assert not os.path.exists(tmp_path / "generators") and not os.path.exists(tmp_path / "wde")
+
+
+def _table_module():
+    spec = importlib.util.spec_from_file_location("wde_table", os.path.join(REPO, "experiments", "wde_table.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_table_summaries_and_checks(tmp_path):
+    table = _table_module()
+    rows = []
+    for i, (label, _, _) in enumerate(table.ACTIVATIONS):
+        for cname, _ in table.CONSTRAINTS:
+            for seed in range(3):
+                value = 1.0 + 0.1 * i + (0.5 if cname == "Björck" else 0.0) + 0.01 * seed
+                rows.append({"activation": label, "constraint": cname, "seed": seed, "steps": 7,
+                             "wasserstein_estimate": value, "exact_w1_samples": 9.0,
+                             "lipschitz_upper_bound": 0.9999999, "wall_time_s": 3.0,
+                             "data_source": "synthetic", "num_eval_samples": 40})
+    cells = table.summarize(rows)
+    assert cells[("ReLU", "Björck")]["mean"] == pytest.approx(1.51)
+    assert cells[("ReLU", "Björck")]["std"] == pytest.approx(0.01)
+    lines = table.checks(cells)
+    assert not any(" NO" in line for line in lines), lines
+    # Break one ordering and one certificate: the checks must say so.
+    for r in rows:
+        if r["activation"] == "MaxMin" and r["constraint"] == "Björck":
+            r["wasserstein_estimate"] = 0.1
+        if r["activation"] == "ReLU":
+            r["lipschitz_upper_bound"] = 1.01
+    lines = table.checks(table.summarize(rows))
+    assert any(line.startswith("- Björck ≥ Spectral for MaxMin: NO") for line in lines)
+    assert any(line.startswith("- Every lipschitz_upper_bound ≤ 1: NO") for line in lines)
+    table.write_markdown(str(tmp_path / "t.md"), "mnist", rows, table.summarize(rows), "cmd")
+    text = (tmp_path / "t.md").read_text()
+    assert "| ReLU | Spectral |" in text and "0.95 ± 0.01" in text
+    table.plot(str(tmp_path / "t.png"), "mnist", table.summarize(rows))
+    assert (tmp_path / "t.png").exists()
