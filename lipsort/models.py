@@ -181,8 +181,8 @@ class LipschitzMLP(nnx.Module):
         """Retracts every retraction-mode layer in place (call after each update).
 
         Returns the worst layer's ``drift`` (residual the update caused), ``residual``
-        (predicted ‖WᵀW − I‖₂ now, what the next forward pass sees) and the total
-        Björck ``steps``; empty when no layer retracts.
+        (predicted ‖WᵀW − I‖₂ now, what the next forward pass sees), the total
+        Björck ``steps`` and their n³ ``matmuls``; empty when no layer retracts.
         """
         stats = [s for s in (layer.retract() for layer in self.layers) if s is not None]
         if not stats:
@@ -191,6 +191,7 @@ class LipschitzMLP(nnx.Module):
             "retraction_drift": jnp.max(jnp.stack([s["drift"] for s in stats])),
             "orthogonality_residual": jnp.max(jnp.stack([s["residual"] for s in stats])),
             "retraction_steps": jnp.sum(jnp.stack([s["steps"] for s in stats])),
+            "retraction_matmuls": jnp.sum(jnp.stack([s["matmuls"] for s in stats])),
         }
 
 

@@ -41,15 +41,18 @@ import jax
 import jax.numpy as jnp
 
 from lipsort.orthogonal import (
-    _apply,
+    _bjorck_step,
     _certified_norm_from_gram,
     _check_matrix,
     _gram,
     _rounding_safety,
+    taylor_coefficients,
 )
 
 Array = jax.Array
 
+# Taylor orders a retraction step may use (order p: p + 1 matmuls).
+ORDERS = (1, 2, 3)
 # The power-iteration estimate is a little low (measured 3–10 % on perturbed 1024-wide
 # kernels); the stopping rule inflates it so the predicted residual stays an upper value.
 ESTIMATE_SAFETY = 1.25
@@ -58,12 +61,21 @@ ESTIMATE_SAFETY = 1.25
 FAR_FROM_MANIFOLD = 0.5
 
 
-def step_residual_bound(r: Array) -> Array:
-    """Residual after one order-1 Björck step from residual r ≤ 1/2 (see the module doc)."""
-    def h(x):
-        return x * (3.0 - x) ** 2 / 4.0
+def step_residual_bound(r: Array, order: int = 1) -> Array:
+    """Residual after one Björck step of Taylor order p from residual r ≤ 1/2.
 
-    return 1.0 - jnp.minimum(h(jnp.maximum(1.0 - r, 0.0)), h(1.0 + r))
+    Order p maps σ² ↦ h_p(σ²) = σ² S_p(1 − σ²)² (S_p the partial sum of (1 − t)^{-1/2});
+    |h_p(x) − 1| grows monotonically with |x − 1| on [1/2, 3/2], so the worst case over
+    the band σ² ∈ [1 − r, 1 + r] is at one of its ends: ≈ ¾ r² (p = 1), ⅝ r³ (p = 2).
+    """
+    coeffs = taylor_coefficients(order, 0.5)
+
+    def h(x):
+        t = 1.0 - x
+        s = sum(c * t**k for k, c in enumerate(coeffs))
+        return x * s * s
+
+    return jnp.maximum(jnp.abs(h(jnp.maximum(1.0 - r, 0.0)) - 1.0), jnp.abs(h(1.0 + r) - 1.0))
 
 
 def symmetric_norm_estimate(a: Array, num_iters: int = 8) -> Array:
@@ -91,14 +103,16 @@ def retract(
 ) -> tuple[Array, dict[str, Array]]:
     """Retracts a near-orthonormal matrix onto the Stiefel manifold (no gradient).
 
-    Runs order-1 Björck steps (at least one) until the predicted residual
+    Runs Björck steps (at least one; each of the cheapest order 1–3 that reaches ``tol``
+    from the measured residual, else order 1) until the predicted residual
     ‖WᵀW − I‖₂ (Gram on the smaller side) after the step is ≤ ``tol``, at most
     ``max_iters``.
 
     Returns:
       (w, stats): the retracted matrix and float32 scalars ``drift`` (the estimated
       residual on entry: how far the last update moved W off the manifold),
-      ``residual`` (the predicted residual on exit) and ``steps`` (Björck steps taken).
+      ``residual`` (the predicted residual on exit), ``steps`` (Björck steps taken) and
+      ``matmuls`` (their n³ products: 2 for an order-1 step, 3 for order 2, 4 for order 3).
     """
     w = jax.lax.stop_gradient(jnp.asarray(w))
     _check_matrix(w)
@@ -106,22 +120,30 @@ def retract(
     eye = jnp.eye(min(w.shape), dtype=w.dtype)
 
     def cond(carry):
-        _, r, _, i = carry
+        _, r, _, i, _ = carry
         return (r > tol) & (i < max_iters)
 
     def body(carry):
-        w, _, drift, i = carry
+        w, _, drift, i, matmuls = carry
         gram = _gram(w)
         r_now = ESTIMATE_SAFETY * symmetric_norm_estimate(gram - eye, power_iters)
         far = r_now > FAR_FROM_MANIFOLD
         s = jnp.where(far, _certified_norm_from_gram(gram, safety), 1.0)
         w, gram = w / s, gram / (s * s)
-        w = 1.5 * w - 0.5 * _apply(w, gram)
+        # The cheapest Taylor order (p + 1 matmuls) that reaches tol in this step; order 1
+        # (and another step) when none does.
+        bounds = jnp.stack([step_residual_bound(r_now, p) for p in ORDERS])
+        choice = jnp.where(far, 0, jnp.argmax(jnp.append(bounds <= tol, True)) % len(ORDERS))
+        branches = [lambda w, g, p=p: _bjorck_step(w, g, taylor_coefficients(p, 0.5)) for p in ORDERS]
+        w = jax.lax.switch(choice, branches, w, gram)
         # After a rescale r_now no longer describes W: measure again next iteration.
-        r_next = jnp.where(far, jnp.inf, step_residual_bound(r_now))
+        r_next = jnp.where(far, jnp.inf, bounds[choice])
+        matmuls = matmuls + 2 + choice
         drift = jnp.where(i == 0, r_now, drift)
-        return w, r_next, drift, i + 1
+        return w, r_next, drift, i + 1, matmuls
 
-    init = (w, jnp.asarray(jnp.inf, w.dtype), jnp.asarray(0.0, w.dtype), jnp.asarray(0, jnp.int32))
-    w, r, drift, steps = jax.lax.while_loop(cond, body, init)
-    return w, {"drift": drift, "residual": r, "steps": steps.astype(jnp.float32)}
+    zero = jnp.asarray(0, jnp.int32)
+    init = (w, jnp.asarray(jnp.inf, w.dtype), jnp.asarray(0.0, w.dtype), zero, zero)
+    w, r, drift, steps, matmuls = jax.lax.while_loop(cond, body, init)
+    return w, {"drift": drift, "residual": r, "steps": steps.astype(jnp.float32),
+               "matmuls": matmuls.astype(jnp.float32)}

@@ -39,7 +39,7 @@ from lipsort.orthogonal import (  # noqa: E402
     taylor_coefficients,
 )
 
-PARTS = ("a", "b")
+PARTS = ("a", "b", "c")
 TOLS = {"float32": 1e-5, "float64": 1e-10}
 MAX_STEPS = 150
 
@@ -140,6 +140,128 @@ def part_b(seed, lowers):
     return rows
 
 
+# --- (c) training step: constrained vs unconstrained ----------------------------------------
+
+MLP_WIDTHS = (1024, 1024, 1024)
+# name → model fields; the reference is the plain network.
+STEP_MODELS = {
+    "unconstrained relu": dict(activation="relu", group_size=None, constraint="none"),
+    "bjorck+groupsort retraction": dict(
+        activation="group_sort", group_size=2, constraint="bjorck", bjorck_training="retraction"
+    ),
+    "bjorck+groupsort unrolled-15": dict(
+        activation="group_sort", group_size=2, constraint="bjorck", bjorck_training="unrolled", bjorck_iters=15
+    ),
+}
+
+
+def _mnist(batch_size):
+    """Bundled MNIST (lipsort.data), a jit-able batch sampler and the hinge loss."""
+    from lipsort import data as lipdata, losses
+    import ml_collections
+
+    images = lipdata.load(ml_collections.ConfigDict(dict(dataset="mnist", source="bundled")))
+    xs, ys = jnp.asarray(images.x_train), jnp.asarray(images.y_train)
+
+    def sample_batch(key):
+        idx = jax.random.randint(key, (batch_size,), 0, xs.shape[0])
+        return xs[idx], ys[idx]
+
+    def loss(model, batch):
+        return losses.multiclass_hinge(model(batch[0]), batch[1], margin=0.3), {}
+
+    return images.source, sample_batch, loss
+
+
+def _step_runner(fields, batch_size, lr, chunk, seed):
+    """(run_chunk jitted, initial state, model) with lipsort.train's real train step."""
+    import optax
+    from flax import nnx
+    from lipsort import train
+    from lipsort.models import LipschitzMLP, MLPSpec
+
+    source, sample_batch, loss = _mnist(batch_size)
+    model = LipschitzMLP(MLPSpec(in_features=784, widths=MLP_WIDTHS, out_features=10, **fields),
+                         rngs=nnx.Rngs(seed))
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    tx = optax.adam(lr)
+    run = jax.jit(train.make_chunk_runner(graphdef, loss, sample_batch, tx, jax.random.key(seed),
+                                          retracts=model.retracts))
+    return run, (params, rest, tx.init(params)), graphdef, source
+
+
+def _time_chunks(runners, chunk, repeats):
+    """Per-step seconds of each runner: chunks of ``chunk`` steps, interleaved across
+    runners so that load from other processes hits all of them alike; min and median."""
+    states, times = {}, {name: [] for name in runners}
+    for name, (run, state) in runners.items():
+        states[name] = run(state, jnp.arange(chunk))[0]  # compile + warm-up
+        jax.block_until_ready(states[name])
+    for r in range(repeats):
+        for name, (run, _) in runners.items():
+            t0 = time.perf_counter()
+            states[name] = run(states[name], jnp.arange(r * chunk, (r + 1) * chunk))[0]
+            jax.block_until_ready(states[name])
+            times[name].append((time.perf_counter() - t0) / chunk)
+    return {name: (float(np.min(t)), float(np.median(t))) for name, t in times.items()}
+
+
+def _residuals_during_training(batch_size, lr, steps, seed):
+    """Trains the retraction model ``steps`` steps; returns per-step predicted residuals,
+    the exact ‖WᵀW − I‖₂ of every kernel at a few steps, and after export."""
+    from flax import nnx
+    from lipsort.layers import LipschitzDense
+    from lipsort.orthogonal import finish_orthonormalization, orthogonality_residual
+
+    run, state, graphdef, _ = _step_runner(STEP_MODELS["bjorck+groupsort retraction"], batch_size, lr, 50, seed)
+    predicted, drift, matmuls, exact, export = [], [], [], [], None
+    done = 0
+    ends = {1, 10, 100, steps} | set(range(max(steps // 4, 1), steps + 1, max(steps // 4, 1)))
+    for chunk_end in sorted(e for e in ends if e <= steps):
+        state, (_, aux) = run(state, jnp.arange(done, chunk_end))
+        predicted += np.asarray(aux["orthogonality_residual"]).tolist()
+        drift += np.asarray(aux["retraction_drift"]).tolist()
+        matmuls += np.asarray(aux["retraction_matmuls"]).tolist()
+        done = chunk_end
+        kernels = [l.kernel[...] for l in nnx.merge(graphdef, state[0], state[1]).layers]
+        exact.append((done, max(float(orthogonality_residual(k)) for k in kernels)))
+    with jax.enable_x64(True):
+        export = max(float(orthogonality_residual(jnp.asarray(finish_orthonormalization(k)))) for k in kernels)
+    return dict(steps=steps, max_predicted=max(predicted), max_drift=max(drift),
+                median_drift=float(np.median(drift)), mean_matmuls=float(np.mean(matmuls)),
+                exact_at_steps=exact, exact_after_export=export)
+
+
+def part_c(batch_sizes, repeats, chunk, lr, residual_steps, seed, include_unrolled):
+    rows = []
+    for batch_size in batch_sizes:
+        runners = {}
+        for name, fields in STEP_MODELS.items():
+            if "unrolled" in name and not include_unrolled:
+                continue
+            run, state, _, source = _step_runner(fields, batch_size, lr, chunk, seed)
+            runners[name] = (run, state)
+        timing = _time_chunks(runners, chunk, repeats)
+        base_min, base_med = timing["unconstrained relu"]
+        print(f"\n(c) 784-{'-'.join(map(str, MLP_WIDTHS))}-10 train step, batch {batch_size}, Adam, "
+              f"{source}; {repeats}×{chunk} steps interleaved")
+        print(f"{'model':<30} {'ms/step min':>12} {'median':>8} {'ratio (min)':>12} {'ratio (median)':>15}")
+        for name, (t_min, t_med) in timing.items():
+            row = dict(batch_size=batch_size, model=name, ms_min=1e3 * t_min, ms_median=1e3 * t_med,
+                       ratio_min=t_min / base_min, ratio_median=t_med / base_med)
+            rows.append(row)
+            print(f"{name:<30} {row['ms_min']:>12.1f} {row['ms_median']:>8.1f} {row['ratio_min']:>12.2f} "
+                  f"{row['ratio_median']:>15.2f}")
+    res = _residuals_during_training(batch_sizes[0], lr, residual_steps, seed)
+    print(f"\n(c) retraction: ‖WᵀW − I‖₂ held during {res['steps']} training steps (batch {batch_sizes[0]}, "
+          f"Adam lr {lr:g}): predicted max {res['max_predicted']:.2e} (every step); exact (float32 eigvalsh, "
+          f"worst kernel) " + ", ".join(f"step {s}: {r:.2e}" for s, r in res["exact_at_steps"])
+          + f"; after export {res['exact_after_export']:.2e}; drift per update: median "
+          f"{res['median_drift']:.2e}, max {res['max_drift']:.2e}; retraction n³-matmuls per step "
+          f"(all layers): mean {res['mean_matmuls']:.2f}")
+    return dict(steps=rows, residuals=res)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--parts", default="a,b", help="comma-separated subset of: " + ",".join(PARTS))
@@ -149,6 +271,12 @@ def main():
     parser.add_argument("--sizes", default="256,512,1024", help="part (a) matrix sizes")
     parser.add_argument("--lowers", default="1e-3,1e-4", help="part (b) design bounds of the fast schedule")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-sizes", default="256,1024", help="part (c) batch sizes")
+    parser.add_argument("--chunk", type=int, default=10, help="part (c) steps per timed call")
+    parser.add_argument("--lr", type=float, default=1e-3, help="part (c) Adam learning rate")
+    parser.add_argument("--residual-steps", type=int, default=500,
+                        help="part (c) training steps over which the retraction residual is tracked")
+    parser.add_argument("--no-unrolled", action="store_true", help="part (c): skip the slow unrolled-15 model")
     args = parser.parse_args()
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = sorted(set(parts) - set(PARTS))
@@ -170,6 +298,9 @@ def main():
         results["a"] = part_a([int(s) for s in args.sizes.split(",")], args.repeats, args.seed)
     if "b" in parts:
         results["b"] = part_b(args.seed, [float(s) for s in args.lowers.split(",")])
+    if "c" in parts:
+        results["c"] = part_c([int(b) for b in args.batch_sizes.split(",")], args.repeats, args.chunk,
+                              args.lr, args.residual_steps, args.seed, not args.no_unrolled)
     if args.json is not None:
         text = json.dumps(results, indent=2)
         if args.json == "-":
