@@ -169,6 +169,7 @@ def main():
     parser.add_argument("--results_dir", default=RESULTS)
     parser.add_argument("--widths", default="", help="override the hidden widths, e.g. 512,512,512")
     parser.add_argument("--num_steps", type=int, default=0, help="override config.train.num_steps")
+    parser.add_argument("--suffix", default="", help="appended to the output names, e.g. _w512")
     args = parser.parse_args()
     logging.set_verbosity(logging.INFO)
     names = [m[0] for m in MODELS]
@@ -205,11 +206,12 @@ def command(args) -> str:
     flags = [f"--dataset={args.dataset}"] + (["--quick"] if args.quick else [])
     flags += [f"--widths={args.widths}"] if args.widths else []
     flags += [f"--num_steps={args.num_steps}"] if args.num_steps else []
+    flags += [f"--suffix={args.suffix}"] if args.suffix else []
     return "python experiments/robustness_table.py " + " ".join(flags)
 
 
 def write_table(args, sections, configs) -> None:
-    suffix = "_quick" if args.quick else ""
+    suffix = ("_quick" if args.quick else "") + args.suffix
     os.makedirs(args.results_dir, exist_ok=True)
     png = f"robustness_{args.dataset}{suffix}.png"
     plot(args.dataset, sections, os.path.join(args.results_dir, png))
