@@ -10,7 +10,11 @@ on Fashion-MNIST (60,000 train / 10,000 test). config.data.source = "auto" uses 
 when prepared locally, else the IDX files Debian's dataset-fashion-mnist installs in
 /usr/share/datasets/fashion-mnist (offline). Arguments: as configs/robust_mnist_l2.py.
 
-Time and results (2 CPU cores, shared): see experiments/results/robustness_fashion_mnist.md.
+Time and results (2 CPU cores, shared, no GPU; `python experiments/robustness_table.py
+--dataset=fashion_mnist --widths=512,512,512`, width 512, 1000 steps ≈ 4.3 epochs): 241 s;
+clean 84.6 %, certified / PGD at ε = 0.5: 69.6 % / 71.6 %, at ε = 1.58: 23.2 % / 32.9 %
+(ReLU, same constraint: 82.8 %, 66.5 % / 70.9 % and 18.2 % / 34.4 %; unconstrained: 88.3 %,
+0 % / 60.6 % and 0 % / 9.6 %). All of it: experiments/results/robustness_fashion_mnist.md.
 """
 import importlib.util
 import os

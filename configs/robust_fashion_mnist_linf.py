@@ -10,7 +10,11 @@ on Fashion-MNIST (60,000 train / 10,000 test). config.data.source = "auto" uses 
 when prepared locally, else the IDX files Debian's dataset-fashion-mnist installs in
 /usr/share/datasets/fashion-mnist (offline). Arguments: as configs/robust_mnist_linf.py.
 
-Time and results (2 CPU cores, shared): see experiments/results/robustness_fashion_mnist.md.
+Time and results (2 CPU cores, shared, no GPU; `python experiments/robustness_table.py
+--dataset=fashion_mnist --widths=512,512,512`, width 512, 1000 steps ≈ 4.3 epochs): 487 s;
+clean 77.6 %, certified / PGD at ε = 0.1: 50.5 % / 55.4 % (ReLU, same constraint: 71.3 %,
+29.3 % / 40.9 %; unconstrained: 88.3 %, 0 % / 5.1 %).
+All of it: experiments/results/robustness_fashion_mnist.md.
 """
 import importlib.util
 import os
