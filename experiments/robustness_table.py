@@ -70,8 +70,14 @@ def config_arg(kind: str | None, quick: bool) -> str | None:
 
 
 def run(workdir: str, config) -> dict:
+    """Trains and evaluates in ``workdir``, or reuses the finished run of the same config."""
     path = os.path.join(workdir, "results.json")
     if os.path.exists(path):
+        with open(os.path.join(workdir, "config.json")) as f:
+            if json.load(f) != train.config_to_dict(config):
+                raise ValueError(
+                    f"{workdir} holds a finished run of another config; delete it or pass another --runs_dir."
+                )
         with open(path) as f:
             return json.load(f)
     t = time.time()
