@@ -1,6 +1,6 @@
-"""Performance benchmark for issue 6 (parts a and b; c, d, e to be added).
+"""Performance benchmark for issue 6: orthonormalization, constrained training, deel-torchlip.
 
-    python scripts/benchmark.py [--parts a,b] [--json [PATH]] [--repeats 20]
+    python scripts/benchmark.py [--parts a,b,c,d,e] [--json [PATH]] [--repeats 20]
 
 (a) one order-1 Björck iteration vs the two matmuls it must do (Gram WᵀW and W·G),
     n×n float32, jitted, after warm-up, median over repeats, as a ratio (floor = 1.0).
@@ -9,6 +9,16 @@
     fast schedule (optimized quintics, 3 matmuls a step, then order-1 Björck), on a
     Gaussian 1024×1024 start and a Gaussian (784, 1024) start; ratio vs order 1 and
     σ_max of the result (float64 SVD). The residual checks are not counted.
+
+(c) train step of the 784-1024-1024-1024-10 MLP on bundled MNIST (Adam, multiclass
+    hinge), lipsort.train's real step: Björck + GroupSort(2) in retraction mode (and
+    unrolled, 15 steps, unless --no-unrolled) vs the unconstrained ReLU MLP, batch 256 and
+    1024, interleaved chunks, ratio of the minimum times; then ‖WᵀW − I‖₂ held during
+    --residual-steps steps of retraction training (predicted each step, exact at a few
+    steps) and after export.
+(d) the same retraction step vs deel-torchlip (SpectralLinear + GroupSort2) in its own
+    venv (scripts/torchlip_step.py; skipped with the install command if absent).
+(e) steps per second of the WDE and robustness configs as shipped.
 
 Every matmul runs at Precision.HIGHEST (as in lipsort.orthogonal). ``--json`` writes all
 numbers as JSON (to PATH, or stdout with no PATH) in addition to the printed tables.
@@ -39,7 +49,12 @@ from lipsort.orthogonal import (  # noqa: E402
     taylor_coefficients,
 )
 
-PARTS = ("a", "b", "c")
+PARTS = ("a", "b", "c", "d", "e")
+# Part (e): the experiment configs whose training speed researchers will feel.
+E_CONFIGS = ("wde_mnist", "wde_fashion_mnist", "robust_mnist_l2", "robust_mnist_linf",
+             "robust_fashion_mnist_l2", "robust_fashion_mnist_linf")
+TORCH_PYTHON = os.environ.get("LIPSORT_TORCH_PYTHON", "/opt/venv-torchlip/bin/python")
+TORCH_INSTALL = "python -m venv /opt/venv-torchlip && /opt/venv-torchlip/bin/pip install torch deel-torchlip"
 TOLS = {"float32": 1e-5, "float64": 1e-10}
 MAX_STEPS = 150
 
@@ -262,9 +277,122 @@ def part_c(batch_sizes, repeats, chunk, lr, residual_steps, seed, include_unroll
     return dict(steps=rows, residuals=res)
 
 
+# --- (d) vs deel-torchlip -------------------------------------------------------------------------
+
+
+def part_d(batch_sizes, repeats, chunk, lr, seed, torch_python):
+    """Our retraction step and deel-torchlip's step (its own venv, a subprocess), same
+    architecture, batch, optimizer; each timed against its framework's plain ReLU MLP."""
+    import subprocess
+
+    if not os.path.exists(torch_python):
+        print(f"\n(d) skipped: no deel-torchlip interpreter at {torch_python}. Install with:\n    {TORCH_INSTALL}\n"
+              "or point LIPSORT_TORCH_PYTHON / --torch-python at one.")
+        return dict(skipped=f"no interpreter at {torch_python}")
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torchlip_step.py")
+    cmd = [torch_python, script, "--batch-sizes", ",".join(map(str, batch_sizes)),
+           "--repeats", str(max(repeats // 3, 2)), "--chunk", "2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"\n(d) skipped: {' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+        return dict(skipped=proc.stderr[-2000:])
+    torch_out = json.loads(proc.stdout.strip().splitlines()[-1])
+    torch_times = {(r["batch_size"], r["model"]): r for r in torch_out["results"]}
+    rows = []
+    for batch_size in batch_sizes:
+        runners = {}
+        for name in ("unconstrained relu", "bjorck+groupsort retraction"):
+            run, state, _, _ = _step_runner(STEP_MODELS[name], batch_size, lr, chunk, seed)
+            runners[name] = (run, state)
+        ours = _time_chunks(runners, chunk, repeats)
+        deel = torch_times[(batch_size, "deel-torchlip")]
+        plain = torch_times[(batch_size, "torch relu")]
+        row = dict(
+            batch_size=batch_size,
+            lipsort_ms_min=1e3 * ours["bjorck+groupsort retraction"][0],
+            lipsort_relu_ms_min=1e3 * ours["unconstrained relu"][0],
+            deel_torchlip_ms_min=1e3 * deel["s_min"],
+            torch_relu_ms_min=1e3 * plain["s_min"],
+        )
+        row["speedup_vs_deel_torchlip"] = row["deel_torchlip_ms_min"] / row["lipsort_ms_min"]
+        row["deel_torchlip_vs_torch_relu"] = row["deel_torchlip_ms_min"] / row["torch_relu_ms_min"]
+        row["lipsort_vs_jax_relu"] = row["lipsort_ms_min"] / row["lipsort_relu_ms_min"]
+        rows.append(row)
+        print(f"\n(d) batch {batch_size}: lipsort Björck+GroupSort (retraction) {row['lipsort_ms_min']:.0f} ms/step "
+              f"vs deel-torchlip {torch_out['deel_torchlip']} SpectralLinear+GroupSort2 {row['deel_torchlip_ms_min']:.0f} "
+              f"ms/step: {row['speedup_vs_deel_torchlip']:.1f}× faster (min over repeats). References: "
+              f"deel-torchlip / torch ReLU = {row['deel_torchlip_vs_torch_relu']:.1f}×, lipsort / JAX ReLU = "
+              f"{row['lipsort_vs_jax_relu']:.2f}×; torch {torch_out['torch']}, {torch_out['threads']} threads")
+    return dict(torch=torch_out, rows=rows)
+
+
+# --- (e) experiment configs: steps per second -----------------------------------------------------
+
+
+def _load_config(name):
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def part_e(names, repeats, chunk):
+    """Training steps per second of each experiment config as shipped (its model, batch,
+    optimizer, data), with lipsort.train's step; Björck configs also with unrolled
+    Björck (bjorck_iters from the config) for comparison. Data loading and any missing
+    generator (WDE) happen before the timing."""
+    from flax import nnx
+    from lipsort import train
+    from lipsort.models import LipschitzMLP
+
+    rows = []
+    print("\n(e) experiment configs: training steps per second (lipsort.train step, after compilation)")
+    print(f"{'config':<28} {'mode':<12} {'batch':>6} {'steps/s':>9} {'ms/step':>9}")
+    for name in names:
+        try:
+            config = _load_config(name)
+            modes = [config.model.get("bjorck_training", "unrolled")]
+        except Exception as e:  # a config whose data is absent on this machine
+            print(f"{name:<28} skipped: {e}")
+            rows.append(dict(config=name, skipped=str(e)))
+            continue
+        if config.model.constraint == "bjorck" and modes[0] == "retraction":
+            modes.append("unrolled")
+        runners = {}
+        for mode in modes:
+            config.model.bjorck_training = mode
+            try:
+                task, spec = train.validate_config(config)
+            except train.ConfigError as e:
+                print(f"{name:<28} skipped: {e}")
+                rows.append(dict(config=name, skipped=str(e)))
+                break
+            model = LipschitzMLP(spec, rngs=nnx.Rngs(0))
+            graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+            tx = train.make_optimizer(config.train)
+            run = jax.jit(train.make_chunk_runner(graphdef, task.loss, task.sample_batch, tx,
+                                                  jax.random.key(0), retracts=model.retracts))
+            runners[mode] = (run, (params, rest, tx.init(params)))
+        if not runners:
+            continue
+        timing = _time_chunks(runners, chunk, repeats)
+        for mode, (t_min, _) in timing.items():
+            row = dict(config=name, mode=mode if config.model.constraint == "bjorck" else "-",
+                       constraint=config.model.constraint, batch_size=int(config.train.batch_size),
+                       steps_per_s=1.0 / t_min, ms_per_step=1e3 * t_min,
+                       num_steps=int(config.train.num_steps))
+            rows.append(row)
+            print(f"{name:<28} {row['mode']:<12} {row['batch_size']:>6} {row['steps_per_s']:>9.1f} "
+                  f"{row['ms_per_step']:>9.1f}")
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--parts", default="a,b", help="comma-separated subset of: " + ",".join(PARTS))
+    parser.add_argument("--parts", default="a,b,c,d,e", help="comma-separated subset of: " + ",".join(PARTS))
     parser.add_argument("--json", nargs="?", const="-", default=None,
                         help="also write the results as JSON to PATH (stdout without PATH)")
     parser.add_argument("--repeats", type=int, default=20)
@@ -277,6 +405,8 @@ def main():
     parser.add_argument("--residual-steps", type=int, default=500,
                         help="part (c) training steps over which the retraction residual is tracked")
     parser.add_argument("--no-unrolled", action="store_true", help="part (c): skip the slow unrolled-15 model")
+    parser.add_argument("--torch-python", default=TORCH_PYTHON,
+                        help="part (d): python of a venv with torch + deel-torchlip (" + TORCH_INSTALL + ")")
     args = parser.parse_args()
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = sorted(set(parts) - set(PARTS))
@@ -301,6 +431,11 @@ def main():
     if "c" in parts:
         results["c"] = part_c([int(b) for b in args.batch_sizes.split(",")], args.repeats, args.chunk,
                               args.lr, args.residual_steps, args.seed, not args.no_unrolled)
+    if "d" in parts:
+        results["d"] = part_d([int(b) for b in args.batch_sizes.split(",")], args.repeats, args.chunk, args.lr,
+                              args.seed, args.torch_python)
+    if "e" in parts:
+        results["e"] = part_e(list(E_CONFIGS), max(args.repeats // 2, 2), args.chunk)
     if args.json is not None:
         text = json.dumps(results, indent=2)
         if args.json == "-":
