@@ -52,7 +52,7 @@ def get_config(arg=None):
     config.seed = 0
 
     config.model = ml_collections.ConfigDict()
-    config.model.widths = (256, 256, 256) if quick else (1024, 1024, 1024)
+    config.model.widths = (128, 128, 128) if quick else (1024, 1024, 1024)
     config.model.activation = "group_sort"
     config.model.group_size = 2
     config.model.constraint = "bjorck"
