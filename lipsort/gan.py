@@ -54,12 +54,12 @@ from lipsort.train import (
     _check_int,
     _check_same_run,
     _Checkpointer,
-    _format_eta,
     _get,
     _truncate_metrics,
     _write_json,
     config_to_dict,
     read_metrics,
+    run_chunked_loop,
 )
 
 Array = jax.Array
@@ -364,34 +364,21 @@ def run(config, workdir: str, *, stop_after_step: int | None = None) -> dict | N
     step_fn = make_step(graphdef, config, jnp.asarray(images.x_train), data_key)
     run_chunk = jax.jit(lambda state, steps: jax.lax.scan(step_fn, state, steps))
 
-    loop_start, first_step = time.time(), step
-    with open(os.path.join(workdir, "metrics.jsonl"), "a") as metrics_file:
-        while step < num_steps:
-            end = min(num_steps, (step // log_every + 1) * log_every, (step // ckpt_every + 1) * ckpt_every)
-            state, (losses, aux) = run_chunk(state, jnp.arange(step, end))
-            losses = np.asarray(losses)
-            if not np.all(np.isfinite(losses)) or not np.all(np.isfinite(np.asarray(aux["generator_loss"]))):
-                raise FloatingPointError(
-                    f"non-finite GAN loss between steps {step + 1} and {end} of {workdir}; "
-                    "lower config.train.learning_rate."
-                )
-            step = end
-            record = {"step": step, "loss": float(losses.mean()),
-                      **{k: float(np.mean(v)) for k, v in aux.items()},
-                      "elapsed_s": round(time.time() - start_time, 3)}
-            if step % log_every == 0 or step == num_steps:
-                metrics_file.write(json.dumps(record) + "\n")
-                metrics_file.flush()
-                rate = (step - first_step) / max(time.time() - loop_start, 1e-9)
-                logging.info("step %d/%d  critic loss %.4g  critic W1 %.4g  %.2f steps/s  ETA %s",
-                             step, num_steps, record["loss"], record["critic_w1"], rate,
-                             _format_eta((num_steps - step) / rate))
-            if step % ckpt_every == 0 or step == num_steps:
-                checkpointer.save(step, state)
-                if stop_after_step is not None and step >= stop_after_step:
-                    checkpointer.close()
-                    return None
-    checkpointer.close()
+    def check(step, end, losses, aux, state):
+        if not np.all(np.isfinite(losses)) or not np.all(np.isfinite(np.asarray(aux["generator_loss"]))):
+            raise FloatingPointError(
+                f"non-finite GAN loss between steps {step + 1} and {end} of {workdir}; "
+                "lower config.train.learning_rate."
+            )
+
+    state, step, stopped = run_chunked_loop(
+        run_chunk, state, step, num_steps=num_steps, log_every=log_every, ckpt_every=ckpt_every,
+        workdir=workdir, checkpointer=checkpointer, start_time=start_time, check=check,
+        describe=lambda r: f"critic loss {r['loss']:.4g}  critic W1 {r['critic_w1']:.4g}",
+        stop_after_step=stop_after_step,
+    )
+    if stopped:
+        return None
 
     g_params, c_params, c_rest, _, _ = state
     generator = Generator(g_params, int(config.generator.latent_dim), tuple(config.data.pixel_range),

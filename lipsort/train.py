@@ -359,6 +359,61 @@ def _all_finite(tree) -> bool:
     return all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(tree))
 
 
+def run_chunked_loop(
+    run_chunk: Callable,
+    state,
+    step: int,
+    *,
+    num_steps: int,
+    log_every: int,
+    ckpt_every: int,
+    workdir: str,
+    checkpointer: "_Checkpointer",
+    start_time: float,
+    check: Callable[[int, int, np.ndarray, dict, Any], None],
+    describe: Callable[[dict], str] = lambda record: f"loss {record['loss']:.4g}",
+    stop_after_step: int | None = None,
+) -> tuple[Any, int, bool]:
+    """The loop every experiment shares: ``run_chunk(state, steps) -> (state, (losses, aux))``
+    from ``step`` to ``num_steps`` in chunks that end at logging and checkpoint steps.
+
+    After each chunk ``check(step, end, losses, aux, state)`` may raise (fail fast on
+    non-finite values); every ``log_every`` steps a record goes to ``metrics.jsonl`` and a
+    progress line (``describe(record)``, rate, ETA) to the log; every ``ckpt_every`` steps
+    the state is checkpointed. Returns (state, step, stopped), stopped when
+    ``stop_after_step`` simulated a kill after a checkpoint. Closes ``checkpointer``.
+    """
+    loop_start, first_step = time.time(), step
+    with open(os.path.join(workdir, "metrics.jsonl"), "a") as metrics_file:
+        while step < num_steps:
+            end = min(num_steps, (step // log_every + 1) * log_every, (step // ckpt_every + 1) * ckpt_every)
+            state, (losses, aux) = run_chunk(state, jnp.arange(step, end))
+            losses = np.asarray(losses)
+            check(step, end, losses, aux, state)
+            step = end
+            record = {
+                "step": step,
+                "loss": float(losses.mean()),
+                **{k: float(np.mean(v)) for k, v in aux.items()},
+                "elapsed_s": round(time.time() - start_time, 3),
+            }
+            if step % log_every == 0 or step == num_steps:
+                metrics_file.write(json.dumps(record) + "\n")
+                metrics_file.flush()
+                rate = (step - first_step) / max(time.time() - loop_start, 1e-9)
+                logging.info(
+                    "step %d/%d  %s  %.2f steps/s  ETA %s",
+                    step, num_steps, describe(record), rate, _format_eta((num_steps - step) / rate),
+                )
+            if step % ckpt_every == 0 or step == num_steps:
+                checkpointer.save(step, state)
+                if stop_after_step is not None and step >= stop_after_step:
+                    checkpointer.close()
+                    return state, step, True
+    checkpointer.close()
+    return state, step, False
+
+
 def train_and_evaluate(
     config: ml_collections.ConfigDict, workdir: str, *, stop_after_step: int | None = None
 ) -> dict | None:
@@ -405,42 +460,23 @@ def train_and_evaluate(
         graphdef, task.loss, task.sample_batch, tx, data_key, retracts=model.retracts, mesh=mesh
     ))
 
-    loop_start, first_step = time.time(), step
-    with open(os.path.join(workdir, "metrics.jsonl"), "a") as metrics_file:
-        while step < num_steps:
-            end = min(num_steps, (step // log_every + 1) * log_every, (step // ckpt_every + 1) * ckpt_every)
-            state, (losses, aux) = run_chunk(state, jnp.arange(step, end))
-            losses = np.asarray(losses)
-            bad = ~np.isfinite(losses)
-            if bad.any():
-                at = step + int(np.argmax(bad)) + 1
-                raise FloatingPointError(
-                    f"non-finite loss ({losses[np.argmax(bad)]}) at step {at} of {workdir}; "
-                    "lower config.train.learning_rate or check the data."
-                )
-            if not _all_finite(state[0]):
-                raise FloatingPointError(f"non-finite weights after step {end} of {workdir}.")
-            step = end
-            record = {
-                "step": step,
-                "loss": float(losses.mean()),
-                **{k: float(np.mean(v)) for k, v in aux.items()},
-                "elapsed_s": round(time.time() - start_time, 3),
-            }
-            if step % log_every == 0 or step == num_steps:
-                metrics_file.write(json.dumps(record) + "\n")
-                metrics_file.flush()
-                rate = (step - first_step) / max(time.time() - loop_start, 1e-9)
-                logging.info(
-                    "step %d/%d  loss %.4g  %.1f steps/s  ETA %s",
-                    step, num_steps, record["loss"], rate, _format_eta((num_steps - step) / rate),
-                )
-            if step % ckpt_every == 0 or step == num_steps:
-                checkpointer.save(step, state)
-                if stop_after_step is not None and step >= stop_after_step:
-                    checkpointer.close()
-                    return None
-    checkpointer.close()
+    def check(step, end, losses, aux, state):
+        bad = ~np.isfinite(losses)
+        if bad.any():
+            raise FloatingPointError(
+                f"non-finite loss ({losses[np.argmax(bad)]}) at step {step + int(np.argmax(bad)) + 1} of "
+                f"{workdir}; lower config.train.learning_rate or check the data."
+            )
+        if not _all_finite(state[0]):
+            raise FloatingPointError(f"non-finite weights after step {end} of {workdir}.")
+
+    state, step, stopped = run_chunked_loop(
+        run_chunk, state, step, num_steps=num_steps, log_every=log_every, ckpt_every=ckpt_every,
+        workdir=workdir, checkpointer=checkpointer, start_time=start_time, check=check,
+        stop_after_step=stop_after_step,
+    )
+    if stopped:
+        return None
 
     params, rest, _ = state
     model = nnx.merge(graphdef, params, rest)

@@ -188,7 +188,7 @@ def _mnist(batch_size):
     return images.source, sample_batch, loss
 
 
-def _step_runner(fields, batch_size, lr, chunk, seed):
+def _step_runner(fields, batch_size, lr, seed):
     """(run_chunk jitted, initial state, model) with lipsort.train's real train step."""
     import optax
     from flax import nnx
@@ -228,7 +228,7 @@ def _residuals_during_training(batch_size, lr, steps, seed):
     from lipsort.layers import LipschitzDense
     from lipsort.orthogonal import finish_orthonormalization, orthogonality_residual
 
-    run, state, graphdef, _ = _step_runner(STEP_MODELS["bjorck+groupsort retraction"], batch_size, lr, 50, seed)
+    run, state, graphdef, _ = _step_runner(STEP_MODELS["bjorck+groupsort retraction"], batch_size, lr, seed)
     predicted, drift, matmuls, exact, export = [], [], [], [], None
     done = 0
     ends = {1, 10, 100, steps} | set(range(max(steps // 4, 1), steps + 1, max(steps // 4, 1)))
@@ -254,7 +254,7 @@ def part_c(batch_sizes, repeats, chunk, lr, residual_steps, seed, include_unroll
         for name, fields in STEP_MODELS.items():
             if "unrolled" in name and not include_unrolled:
                 continue
-            run, state, _, source = _step_runner(fields, batch_size, lr, chunk, seed)
+            run, state, _, source = _step_runner(fields, batch_size, lr, seed)
             runners[name] = (run, state)
         timing = _time_chunks(runners, chunk, repeats)
         base_min, base_med = timing["unconstrained relu"]
@@ -302,7 +302,7 @@ def part_d(batch_sizes, repeats, chunk, lr, seed, torch_python):
     for batch_size in batch_sizes:
         runners = {}
         for name in ("unconstrained relu", "bjorck+groupsort retraction"):
-            run, state, _, _ = _step_runner(STEP_MODELS[name], batch_size, lr, chunk, seed)
+            run, state, _, _ = _step_runner(STEP_MODELS[name], batch_size, lr, seed)
             runners[name] = (run, state)
         ours = _time_chunks(runners, chunk, repeats)
         deel = torch_times[(batch_size, "deel-torchlip")]
