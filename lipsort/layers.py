@@ -21,6 +21,13 @@ Björck layers train in one of two modes (``bjorck_training``):
   as is and, after each optimizer update, :meth:`LipschitzDense.retract` moves it back
   onto the manifold with stop-gradient Björck steps (:mod:`lipsort.retraction`): about
   one matmul pair per layer per step and no backward through iterations.
+- ``"riemannian"``: as ``"retraction"``, but the kernel's gradient is projected onto the
+  manifold's tangent space inside the backward pass, from the activations it already
+  has (:mod:`lipsort.tangent`, O(batch·in·out), nothing cubic), and the retraction is
+  lazy: a Björck step only once the measured residual reaches ``retraction_tol``. With
+  SGD (± momentum) updates then leave the manifold only to second order and Björck
+  steps are rare; with Adam (per-coordinate scaling leaves the tangent space) it
+  retracts about as often as ``"retraction"``.
 
 Spectral normalization divides by a power-iteration estimate, which can be low, so its
 training-time norm may exceed 1 slightly; :meth:`LipschitzDense.export_kernel` always
@@ -36,12 +43,12 @@ import numpy as np
 from flax import nnx
 
 from lipsort import activations as acts
-from lipsort import norms, orthogonal, retraction
+from lipsort import norms, orthogonal, retraction, tangent
 
 Array = jax.Array
 
 CONSTRAINTS: tuple[str, ...] = ("bjorck", "spectral", "linf", "two_inf", "none")
-BJORCK_TRAINING: tuple[str, ...] = ("unrolled", "retraction")
+BJORCK_TRAINING: tuple[str, ...] = ("unrolled", "retraction", "riemannian")
 
 # (input norm, output norm) in which each constraint bounds the layer by 1.
 CONSTRAINT_NORMS: dict[str, tuple[float, float]] = {
@@ -137,7 +144,8 @@ class LipschitzDense(nnx.Module):
         self.constraint = constraint
         self.bjorck_iters, self.bjorck_order, self.bjorck_beta = bjorck_iters, bjorck_order, bjorck_beta
         self.power_iters = power_iters
-        self.retracts = constraint == "bjorck" and bjorck_training == "retraction"
+        self.retracts = constraint == "bjorck" and bjorck_training in ("retraction", "riemannian")
+        self.tangent_gradient = constraint == "bjorck" and bjorck_training == "riemannian"
         self.retraction_tol = float(retraction_tol)
         # nnx's Module.eval()/train() toggle `deterministic`: in eval mode the power
         # iteration vector is read but not updated.
@@ -177,7 +185,9 @@ class LipschitzDense(nnx.Module):
         """
         if not self.retracts:
             return None
-        w, stats = retraction.retract(self.kernel[...], self.retraction_tol, max_iters)
+        w, stats = retraction.retract(
+            self.kernel[...], self.retraction_tol, max_iters, lazy=self.tangent_gradient
+        )
         self.kernel[...] = w
         return stats
 
@@ -199,7 +209,10 @@ class LipschitzDense(nnx.Module):
         return w
 
     def __call__(self, x: Array) -> Array:
-        y = x @ self.constrained_kernel()
+        if self.tangent_gradient:
+            y = tangent.tangent_matmul(x, self.kernel[...])
+        else:
+            y = x @ self.constrained_kernel()
         return y + self.bias[...] if self.bias is not None else y
 
 

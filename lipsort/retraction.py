@@ -85,21 +85,38 @@ def symmetric_norm_estimate(a: Array, num_iters: int = 8) -> Array:
     top eigenvector of the structured matrices training produces. A lower estimate of
     ‖A‖₂ (exact for the converged vector).
     """
-    n = a.shape[0]
-    idx = jnp.arange(n, dtype=a.dtype)
+    return _power_norm(lambda v: a @ v, a.shape[0], a.dtype, num_iters)
+
+
+def _power_norm(matvec, n: int, dtype, num_iters: int) -> Array:
+    """‖A‖₂ of a symmetric A given as a matvec, by power iteration from a fixed start."""
+    idx = jnp.arange(n, dtype=dtype)
     v = 1.0 + 0.5 * jnp.cos(idx * 2.399963)  # golden-angle phase: no symmetry to hit
     v = v / jnp.linalg.norm(v)
 
     def step(_, v):
-        w = a @ v
-        return w / jnp.maximum(jnp.linalg.norm(w), jnp.finfo(a.dtype).tiny)
+        w = matvec(v)
+        return w / jnp.maximum(jnp.linalg.norm(w), jnp.finfo(dtype).tiny)
 
     v = jax.lax.fori_loop(0, num_iters, step, v)
-    return jnp.linalg.norm(a @ v)
+    return jnp.linalg.norm(matvec(v))
+
+
+def residual_estimate(w: Array, num_iters: int = 8) -> Array:
+    """‖WᵀW − I‖₂ (Gram on the smaller side) by power iteration on matvecs, O(n²) a step.
+
+    Never forms the Gram: v ↦ Wᵀ(Wv) − v (tall) or W(Wᵀv) − v (wide). A lower
+    estimate, like :func:`symmetric_norm_estimate` (same fixed start).
+    """
+    w = jax.lax.stop_gradient(jnp.asarray(w))
+    tall = w.shape[0] >= w.shape[1]
+    # Row-vector products (v @ W) instead of Wᵀ @ v: no transposed copy of W per step.
+    gram_minus_eye = (lambda v: (w @ v) @ w - v) if tall else (lambda v: w @ (v @ w) - v)
+    return _power_norm(gram_minus_eye, min(w.shape), w.dtype, num_iters)
 
 
 def retract(
-    w: Array, tol: float = 5e-4, max_iters: int = 8, *, power_iters: int = 8
+    w: Array, tol: float = 5e-4, max_iters: int = 8, *, power_iters: int = 8, lazy: bool = False
 ) -> tuple[Array, dict[str, Array]]:
     """Retracts a near-orthonormal matrix onto the Stiefel manifold (no gradient).
 
@@ -107,6 +124,11 @@ def retract(
     from the measured residual, else order 1) until the predicted residual
     ‖WᵀW − I‖₂ (Gram on the smaller side) after the step is ≤ ``tol``, at most
     ``max_iters``.
+
+    ``lazy=True`` first measures the residual with :func:`residual_estimate` (O(n²), no
+    Gram) and takes no step at all while it is ≤ ``tol``: for updates that leave the
+    manifold only to second order (tangent gradients with SGD, :mod:`lipsort.tangent`)
+    a Björck step is then needed once every many updates.
 
     Returns:
       (w, stats): the retracted matrix and float32 scalars ``drift`` (the estimated
@@ -143,7 +165,16 @@ def retract(
         return w, r_next, drift, i + 1, matmuls
 
     zero = jnp.asarray(0, jnp.int32)
-    init = (w, jnp.asarray(jnp.inf, w.dtype), jnp.asarray(0.0, w.dtype), zero, zero)
-    w, r, drift, steps, matmuls = jax.lax.while_loop(cond, body, init)
+
+    def full(w, _):
+        init = (w, jnp.asarray(jnp.inf, w.dtype), jnp.asarray(0.0, w.dtype), zero, zero)
+        return jax.lax.while_loop(cond, body, init)
+
+    if lazy:
+        r0 = ESTIMATE_SAFETY * residual_estimate(w, power_iters)
+        skip = lambda w, r0: (w, r0, r0, zero, zero)
+        w, r, drift, steps, matmuls = jax.lax.cond(r0 > tol, full, skip, w, r0)
+    else:
+        w, r, drift, steps, matmuls = full(w, None)
     return w, {"drift": drift, "residual": r, "steps": steps.astype(jnp.float32),
                "matmuls": matmuls.astype(jnp.float32)}

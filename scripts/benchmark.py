@@ -6,16 +6,18 @@
     n×n float32, jitted, after warm-up, median over repeats, as a ratio (floor = 1.0).
 (b) matmuls to reach ‖WᵀW − I‖₂ ≤ 1e-5 (float32) and ≤ 1e-10 (float64) from the
     certified start, for Björck orders 1–4 (order p = p+1 matmuls a step) and for the
-    fast schedule (optimized quintics, 3 matmuls a step, then order-1 Björck), on a
+    fast schedule (odd polynomials of degree 3–13 chosen per step, then one order-1 Björck), on a
     Gaussian 1024×1024 start and a Gaussian (784, 1024) start; ratio vs order 1 and
     σ_max of the result (float64 SVD). The residual checks are not counted.
 
-(c) train step of the 784-1024-1024-1024-10 MLP on bundled MNIST (Adam, multiclass
-    hinge), lipsort.train's real step: Björck + GroupSort(2) in retraction mode (and
-    unrolled, 15 steps, unless --no-unrolled) vs the unconstrained ReLU MLP, batch 256 and
-    1024, interleaved chunks, ratio of the minimum times; then ‖WᵀW − I‖₂ held during
-    --residual-steps steps of retraction training (predicted each step, exact at a few
-    steps) and after export.
+(c) train step of the 784-1024-1024-1024-10 MLP on bundled MNIST (multiclass hinge),
+    lipsort.train's real step, with Adam and with SGD (momentum 0.9): Björck + GroupSort(2)
+    in retraction mode, in riemannian mode (tangent gradients + lazy retraction) and (Adam
+    only, unless --no-unrolled) unrolled with 15 steps, vs the unconstrained ReLU MLP with
+    the same optimizer, batch 256 and 1024, interleaved chunks, ratio of the minimum times;
+    then --residual-steps steps of training of each: test accuracy, ‖WᵀW − I‖₂ held
+    during training (predicted every step, exact at a few steps), how often a Björck
+    step ran, and the residual after export.
 (d) the same retraction step vs deel-torchlip (SpectralLinear + GroupSort2) in its own
     venv (scripts/torchlip_step.py; skipped with the install command if absent).
 (e) steps per second of the WDE and robustness configs as shipped.
@@ -46,6 +48,7 @@ from lipsort.orthogonal import (  # noqa: E402
     certified_scale,
     fast_schedule,
     odd_polynomial_step,
+    polynomial_step_matmuls,
     taylor_coefficients,
 )
 
@@ -122,7 +125,7 @@ def _bjorck_steps(order):
 
 def _fast_steps(lower):
     for coeffs in fast_schedule(lower):
-        yield jax.jit(lambda x, c=coeffs: odd_polynomial_step(x, c)), (len(coeffs) + 1) // 2 + 1
+        yield jax.jit(lambda x, c=coeffs: odd_polynomial_step(x, c)), polynomial_step_matmuls(coeffs)
     yield from _bjorck_steps(1)
 
 
@@ -164,14 +167,33 @@ STEP_MODELS = {
     "bjorck+groupsort retraction": dict(
         activation="group_sort", group_size=2, constraint="bjorck", bjorck_training="retraction"
     ),
+    "bjorck+groupsort riemannian": dict(
+        activation="group_sort", group_size=2, constraint="bjorck", bjorck_training="riemannian"
+    ),
     "bjorck+groupsort unrolled-15": dict(
         activation="group_sort", group_size=2, constraint="bjorck", bjorck_training="unrolled", bjorck_iters=15
     ),
 }
+SGD_MOMENTUM = 0.9
+SGD_LR = 0.01
+
+
+def _optimizer(name, lrs):
+    import optax
+
+    if name == "adam":
+        return optax.adam(lrs["adam"])
+    if name == "sgd":
+        return optax.sgd(lrs["sgd"], momentum=SGD_MOMENTUM)
+    raise ValueError(f"unknown optimizer {name!r}; valid: adam, sgd")
+
+
+def _optimizer_label(name, lrs):
+    return f"Adam lr {lrs['adam']:g}" if name == "adam" else f"SGD lr {lrs['sgd']:g} momentum {SGD_MOMENTUM:g}"
 
 
 def _mnist(batch_size):
-    """Bundled MNIST (lipsort.data), a jit-able batch sampler and the hinge loss."""
+    """Bundled MNIST (lipsort.data), a jit-able batch sampler, the hinge loss, test arrays."""
     from lipsort import data as lipdata, losses
     import ml_collections
 
@@ -185,24 +207,24 @@ def _mnist(batch_size):
     def loss(model, batch):
         return losses.multiclass_hinge(model(batch[0]), batch[1], margin=0.3), {}
 
-    return images.source, sample_batch, loss
+    return images.source, sample_batch, loss, (images.x_test, images.y_test)
 
 
-def _step_runner(fields, batch_size, lr, seed):
-    """(run_chunk jitted, initial state, model) with lipsort.train's real train step."""
-    import optax
+def _step_runner(fields, batch_size, lrs, seed, optimizer="adam"):
+    """(run_chunk jitted, initial state, graphdef, data source, test set) with lipsort.train's
+    real train step."""
     from flax import nnx
     from lipsort import train
     from lipsort.models import LipschitzMLP, MLPSpec
 
-    source, sample_batch, loss = _mnist(batch_size)
+    source, sample_batch, loss, test = _mnist(batch_size)
     model = LipschitzMLP(MLPSpec(in_features=784, widths=MLP_WIDTHS, out_features=10, **fields),
                          rngs=nnx.Rngs(seed))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    tx = optax.adam(lr)
+    tx = _optimizer(optimizer, lrs)
     run = jax.jit(train.make_chunk_runner(graphdef, loss, sample_batch, tx, jax.random.key(seed),
                                           retracts=model.retracts))
-    return run, (params, rest, tx.init(params)), graphdef, source
+    return run, (params, rest, tx.init(params)), graphdef, source, test
 
 
 def _time_chunks(runners, chunk, repeats):
@@ -221,60 +243,84 @@ def _time_chunks(runners, chunk, repeats):
     return {name: (float(np.min(t)), float(np.median(t))) for name, t in times.items()}
 
 
-def _residuals_during_training(batch_size, lr, steps, seed):
-    """Trains the retraction model ``steps`` steps; returns per-step predicted residuals,
-    the exact ‖WᵀW − I‖₂ of every kernel at a few steps, and after export."""
+def _train_and_track(model_name, optimizer, batch_size, lrs, steps, seed):
+    """Trains one model ``steps`` steps; returns its test accuracy and, for retracting
+    models, the per-step predicted residual, the exact ‖WᵀW − I‖₂ of every kernel at a
+    few steps, how often a Björck step ran, and the residual after export."""
     from flax import nnx
-    from lipsort.layers import LipschitzDense
     from lipsort.orthogonal import finish_orthonormalization, orthogonality_residual
 
-    run, state, graphdef, _ = _step_runner(STEP_MODELS["bjorck+groupsort retraction"], batch_size, lr, seed)
-    predicted, drift, matmuls, exact, export = [], [], [], [], None
+    run, state, graphdef, _, (x_test, y_test) = _step_runner(STEP_MODELS[model_name], batch_size, lrs, seed,
+                                                             optimizer)
+    predicted, drift, matmuls, retracted, exact, losses = [], [], [], [], [], []
     done = 0
     ends = {1, 10, 100, steps} | set(range(max(steps // 4, 1), steps + 1, max(steps // 4, 1)))
     for chunk_end in sorted(e for e in ends if e <= steps):
-        state, (_, aux) = run(state, jnp.arange(done, chunk_end))
-        predicted += np.asarray(aux["orthogonality_residual"]).tolist()
-        drift += np.asarray(aux["retraction_drift"]).tolist()
-        matmuls += np.asarray(aux["retraction_matmuls"]).tolist()
+        state, (loss, aux) = run(state, jnp.arange(done, chunk_end))
+        losses += np.asarray(loss).tolist()
+        if "orthogonality_residual" in aux:
+            predicted += np.asarray(aux["orthogonality_residual"]).tolist()
+            drift += np.asarray(aux["retraction_drift"]).tolist()
+            matmuls += np.asarray(aux["retraction_matmuls"]).tolist()
+            retracted += (np.asarray(aux["retraction_steps"]) > 0).tolist()
         done = chunk_end
-        kernels = [l.kernel[...] for l in nnx.merge(graphdef, state[0], state[1]).layers]
-        exact.append((done, max(float(orthogonality_residual(k)) for k in kernels)))
-    with jax.enable_x64(True):
-        export = max(float(orthogonality_residual(jnp.asarray(finish_orthonormalization(k)))) for k in kernels)
-    return dict(steps=steps, max_predicted=max(predicted), max_drift=max(drift),
-                median_drift=float(np.median(drift)), mean_matmuls=float(np.mean(matmuls)),
-                exact_at_steps=exact, exact_after_export=export)
+        model = nnx.merge(graphdef, state[0], state[1])
+        if predicted:
+            exact.append((done, max(float(orthogonality_residual(l.kernel[...])) for l in model.layers)))
+    logits = np.asarray(model(jnp.asarray(x_test)))
+    out = dict(model=model_name, optimizer=_optimizer_label(optimizer, lrs), batch_size=batch_size, steps=steps,
+               test_accuracy=float(np.mean(logits.argmax(-1) == np.asarray(y_test))),
+               final_loss=float(np.mean(losses[-20:])))
+    if predicted:
+        with jax.enable_x64(True):
+            export = max(float(orthogonality_residual(jnp.asarray(finish_orthonormalization(l.kernel[...]))))
+                         for l in model.layers)
+        out.update(max_predicted=max(predicted), median_drift=float(np.median(drift)),
+                   retraction_fraction=float(np.mean(retracted)), mean_matmuls=float(np.mean(matmuls)),
+                   exact_at_steps=exact, exact_after_export=export)
+    return out
 
 
-def part_c(batch_sizes, repeats, chunk, lr, residual_steps, seed, include_unrolled):
+def part_c(batch_sizes, optimizers, repeats, chunk, lrs, residual_steps, seed, include_unrolled):
     rows = []
     for batch_size in batch_sizes:
-        runners = {}
-        for name, fields in STEP_MODELS.items():
-            if "unrolled" in name and not include_unrolled:
-                continue
-            run, state, _, source = _step_runner(fields, batch_size, lr, seed)
-            runners[name] = (run, state)
-        timing = _time_chunks(runners, chunk, repeats)
-        base_min, base_med = timing["unconstrained relu"]
-        print(f"\n(c) 784-{'-'.join(map(str, MLP_WIDTHS))}-10 train step, batch {batch_size}, Adam, "
-              f"{source}; {repeats}×{chunk} steps interleaved")
-        print(f"{'model':<30} {'ms/step min':>12} {'median':>8} {'ratio (min)':>12} {'ratio (median)':>15}")
-        for name, (t_min, t_med) in timing.items():
-            row = dict(batch_size=batch_size, model=name, ms_min=1e3 * t_min, ms_median=1e3 * t_med,
-                       ratio_min=t_min / base_min, ratio_median=t_med / base_med)
-            rows.append(row)
-            print(f"{name:<30} {row['ms_min']:>12.1f} {row['ms_median']:>8.1f} {row['ratio_min']:>12.2f} "
-                  f"{row['ratio_median']:>15.2f}")
-    res = _residuals_during_training(batch_sizes[0], lr, residual_steps, seed)
-    print(f"\n(c) retraction: ‖WᵀW − I‖₂ held during {res['steps']} training steps (batch {batch_sizes[0]}, "
-          f"Adam lr {lr:g}): predicted max {res['max_predicted']:.2e} (every step); exact (float32 eigvalsh, "
-          f"worst kernel) " + ", ".join(f"step {s}: {r:.2e}" for s, r in res["exact_at_steps"])
-          + f"; after export {res['exact_after_export']:.2e}; drift per update: median "
-          f"{res['median_drift']:.2e}, max {res['max_drift']:.2e}; retraction n³-matmuls per step "
-          f"(all layers): mean {res['mean_matmuls']:.2f}")
-    return dict(steps=rows, residuals=res)
+        for optimizer in optimizers:
+            runners = {}
+            for name, fields in STEP_MODELS.items():
+                if "unrolled" in name and not (include_unrolled and optimizer == "adam"):
+                    continue
+                run, state, _, source, _ = _step_runner(fields, batch_size, lrs, seed, optimizer)
+                runners[name] = (run, state)
+            timing = _time_chunks(runners, chunk, repeats)
+            base_min, base_med = timing["unconstrained relu"]
+            print(f"\n(c) 784-{'-'.join(map(str, MLP_WIDTHS))}-10 train step, batch {batch_size}, "
+                  f"{_optimizer_label(optimizer, lrs)}, {source}; {repeats}×{chunk} steps interleaved")
+            print(f"{'model':<30} {'ms/step min':>12} {'median':>8} {'ratio (min)':>12} {'ratio (median)':>15}")
+            for name, (t_min, t_med) in timing.items():
+                row = dict(batch_size=batch_size, optimizer=optimizer, model=name, ms_min=1e3 * t_min,
+                           ms_median=1e3 * t_med, ratio_min=t_min / base_min, ratio_median=t_med / base_med)
+                rows.append(row)
+                print(f"{name:<30} {row['ms_min']:>12.1f} {row['ms_median']:>8.1f} {row['ratio_min']:>12.2f} "
+                      f"{row['ratio_median']:>15.2f}")
+    tracked = []
+    print(f"\n(c) {residual_steps} training steps at batch {batch_sizes[0]}: test accuracy (bundled MNIST test "
+          "split) and ‖WᵀW − I‖₂ held during training (predicted after every update; exact, float32 eigvalsh, "
+          "worst kernel, at a few steps; after the float64 export)")
+    for optimizer in optimizers:
+        for name in ("unconstrained relu", "bjorck+groupsort retraction", "bjorck+groupsort riemannian"):
+            res = _train_and_track(name, optimizer, batch_size=batch_sizes[0], lrs=lrs, steps=residual_steps,
+                                   seed=seed)
+            tracked.append(res)
+            line = (f"{name} [{res['optimizer']}]: test accuracy {res['test_accuracy']:.3f}, "
+                    f"final loss {res['final_loss']:.4f}")
+            if "max_predicted" in res:
+                line += (f"; predicted residual max {res['max_predicted']:.2e}; exact "
+                         + ", ".join(f"step {s}: {r:.2e}" for s, r in res["exact_at_steps"])
+                         + f"; after export {res['exact_after_export']:.2e}; residual before retraction: "
+                         f"median {res['median_drift']:.2e}; Björck step in {100 * res['retraction_fraction']:.0f}% "
+                         f"of updates, n³-matmuls per update (all layers): mean {res['mean_matmuls']:.2f}")
+            print(line)
+    return dict(steps=rows, training=tracked)
 
 
 # --- (d) vs deel-torchlip -------------------------------------------------------------------------
@@ -302,7 +348,7 @@ def part_d(batch_sizes, repeats, chunk, lr, seed, torch_python):
     for batch_size in batch_sizes:
         runners = {}
         for name in ("unconstrained relu", "bjorck+groupsort retraction"):
-            run, state, _, _ = _step_runner(STEP_MODELS[name], batch_size, lr, seed)
+            run, state, _, _, _ = _step_runner(STEP_MODELS[name], batch_size, dict(adam=lr), seed)
             runners[name] = (run, state)
         ours = _time_chunks(runners, chunk, repeats)
         deel = torch_times[(batch_size, "deel-torchlip")]
@@ -401,9 +447,11 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-sizes", default="256,1024", help="part (c) batch sizes")
     parser.add_argument("--chunk", type=int, default=10, help="part (c) steps per timed call")
-    parser.add_argument("--lr", type=float, default=1e-3, help="part (c) Adam learning rate")
+    parser.add_argument("--lr", type=float, default=1e-3, help="parts (c), (d) Adam learning rate")
+    parser.add_argument("--sgd-lr", type=float, default=SGD_LR, help="part (c) SGD (momentum 0.9) learning rate")
+    parser.add_argument("--optimizers", default="adam,sgd", help="part (c) optimizers: adam, sgd")
     parser.add_argument("--residual-steps", type=int, default=500,
-                        help="part (c) training steps over which the retraction residual is tracked")
+                        help="part (c) training steps over which accuracy and the residual are tracked")
     parser.add_argument("--no-unrolled", action="store_true", help="part (c): skip the slow unrolled-15 model")
     parser.add_argument("--torch-python", default=TORCH_PYTHON,
                         help="part (d): python of a venv with torch + deel-torchlip (" + TORCH_INSTALL + ")")
@@ -429,8 +477,9 @@ def main():
     if "b" in parts:
         results["b"] = part_b(args.seed, [float(s) for s in args.lowers.split(",")])
     if "c" in parts:
-        results["c"] = part_c([int(b) for b in args.batch_sizes.split(",")], args.repeats, args.chunk,
-                              args.lr, args.residual_steps, args.seed, not args.no_unrolled)
+        results["c"] = part_c([int(b) for b in args.batch_sizes.split(",")], args.optimizers.split(","),
+                              args.repeats, args.chunk, dict(adam=args.lr, sgd=args.sgd_lr), args.residual_steps,
+                              args.seed, not args.no_unrolled)
     if "d" in parts:
         results["d"] = part_d([int(b) for b in args.batch_sizes.split(",")], args.repeats, args.chunk, args.lr,
                               args.seed, args.torch_python)

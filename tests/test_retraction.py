@@ -104,7 +104,7 @@ def test_custom_init_is_retracted_at_construction():
 
 
 @pytest.mark.parametrize("bad, match", [
-    (dict(bjorck_training="cayley"), "Unknown bjorck_training 'cayley'; valid modes are: unrolled, retraction"),
+    (dict(bjorck_training="cayley"), "Unknown bjorck_training 'cayley'; valid modes are: unrolled, retraction, riemannian"),
     (dict(bjorck_training="retraction", retraction_tol=0.0), "retraction_tol must be a number in"),
     (dict(bjorck_training="retraction", retraction_tol=0.9), "retraction_tol must be a number in"),
 ])
@@ -115,20 +115,23 @@ def test_bad_retraction_options(bad, match):
         MLPSpec(in_features=2, widths=(8,), out_features=1, **bad).validate()
 
 
-def test_trained_retraction_model_is_certified_and_search_finds_no_violation():
-    """A few large Adam steps, retracting after each: the export's bound holds and the
-    search of the exported and of the training-time function stays below it."""
+@pytest.mark.parametrize("mode, optimizer", [
+    ("retraction", "adam"), ("riemannian", "sgd"), ("riemannian", "adam")])
+def test_trained_retraction_model_is_certified_and_search_finds_no_violation(mode, optimizer):
+    """A few large steps, retracting after each (lazily for riemannian): the export's
+    bound holds and the search of the exported and of the training-time function stays
+    below it."""
     import optax
 
     k = 2.0
     spec = MLPSpec(in_features=6, widths=(32, 32), out_features=3, group_size=4,
-                   lipschitz_constant=k, bjorck_training="retraction")
+                   lipschitz_constant=k, bjorck_training=mode)
     model = LipschitzMLP(spec, rngs=nnx.Rngs(0))
     assert model.retracts
     x = jax.random.normal(jax.random.key(0), (64, 6))
     y = jax.random.randint(jax.random.key(1), (64,), 0, 3)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    tx = optax.adam(3e-2)
+    tx = optax.adam(3e-2) if optimizer == "adam" else optax.sgd(0.3, momentum=0.9)
     opt_state = tx.init(params)
 
     def loss(params):
