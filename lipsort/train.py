@@ -152,6 +152,14 @@ def validate_config(config: ml_collections.ConfigDict) -> tuple[Task, MLPSpec]:
                 f"config.train.batch_size {train.batch_size} must be divisible by the "
                 f"{jax.device_count()} devices of the data-parallel mesh."
             )
+        momentum = _get(train, "momentum", 0.0)
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
+            errors.append(f"config.train.momentum must be a number in [0, 1) (SGD only), got {momentum!r}.")
+        elif momentum and _get(train, "optimizer", "adam") != "sgd":
+            errors.append(
+                f"config.train.momentum={momentum} applies to optimizer 'sgd' only "
+                f"(got optimizer {_get(train, 'optimizer', 'adam')!r}); set it to 0 or use 'sgd'."
+            )
         if _get(train, "schedule", "constant") not in SCHEDULES:
             errors.append(f"Unknown schedule {_get(train, 'schedule')!r}; valid: {', '.join(SCHEDULES)}.")
     cert = _get(config, "certify")
@@ -166,7 +174,10 @@ def make_optimizer(train: ml_collections.ConfigDict) -> optax.GradientTransforma
     lr = float(train.learning_rate)
     if _get(train, "schedule", "constant") == "cosine":
         lr = optax.cosine_decay_schedule(lr, int(train.num_steps), alpha=0.01)
-    return OPTIMIZERS[_get(train, "optimizer", "adam")](lr)
+    name = _get(train, "optimizer", "adam")
+    if name == "sgd":
+        return optax.sgd(lr, momentum=float(_get(train, "momentum", 0.0)) or None)
+    return OPTIMIZERS[name](lr)
 
 
 # --- workdir files ------------------------------------------------------------------------

@@ -11,13 +11,15 @@
     σ_max of the result (float64 SVD). The residual checks are not counted.
 
 (c) train step of the 784-1024-1024-1024-10 MLP on bundled MNIST (multiclass hinge),
-    lipsort.train's real step, with Adam and with SGD (momentum 0.9): Björck + GroupSort(2)
+    lipsort.train's real step, with Adam, SGD with momentum 0.9 and plain SGD: Björck + GroupSort(2)
     in retraction mode, in riemannian mode (tangent gradients + lazy retraction) and (Adam
     only, unless --no-unrolled) unrolled with 15 steps, vs the unconstrained ReLU MLP with
     the same optimizer, batch 256 and 1024, interleaved chunks, ratio of the minimum times;
-    then --residual-steps steps of training of each: test accuracy, ‖WᵀW − I‖₂ held
-    during training (predicted every step, exact at a few steps), how often a Björck
-    step ran, and the residual after export.
+    then --residual-steps steps of training of each: test accuracy, the mean step time over
+    the second half of training (ratio to the unconstrained model, same optimizer: it
+    includes how often the lazy retraction ran), ‖WᵀW − I‖₂ held during training
+    (predicted every step, exact at a few steps), how often a Björck step ran, and the
+    residual after export.
 (d) the same retraction step vs deel-torchlip (SpectralLinear + GroupSort2) in its own
     venv (scripts/torchlip_step.py; skipped with the install command if absent).
 (e) steps per second of the WDE and robustness configs as shipped.
@@ -176,6 +178,7 @@ STEP_MODELS = {
 }
 SGD_MOMENTUM = 0.9
 SGD_LR = 0.01
+OPTIMIZERS = ("adam", "momentum", "sgd")
 
 
 def _optimizer(name, lrs):
@@ -183,13 +186,16 @@ def _optimizer(name, lrs):
 
     if name == "adam":
         return optax.adam(lrs["adam"])
-    if name == "sgd":
+    if name == "momentum":
         return optax.sgd(lrs["sgd"], momentum=SGD_MOMENTUM)
-    raise ValueError(f"unknown optimizer {name!r}; valid: adam, sgd")
+    if name == "sgd":
+        return optax.sgd(lrs["sgd"])
+    raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
 
 
 def _optimizer_label(name, lrs):
-    return f"Adam lr {lrs['adam']:g}" if name == "adam" else f"SGD lr {lrs['sgd']:g} momentum {SGD_MOMENTUM:g}"
+    return {"adam": f"Adam lr {lrs['adam']:g}", "momentum": f"SGD lr {lrs['sgd']:g} momentum {SGD_MOMENTUM:g}",
+            "sgd": f"SGD lr {lrs['sgd']:g} (no momentum)"}[name]
 
 
 def _mnist(batch_size):
@@ -255,8 +261,13 @@ def _train_and_track(model_name, optimizer, batch_size, lrs, steps, seed):
     predicted, drift, matmuls, retracted, exact, losses = [], [], [], [], [], []
     done = 0
     ends = {1, 10, 100, steps} | set(range(max(steps // 4, 1), steps + 1, max(steps // 4, 1)))
+    late_s, late_steps = 0.0, 0
     for chunk_end in sorted(e for e in ends if e <= steps):
+        t0 = time.perf_counter()
         state, (loss, aux) = run(state, jnp.arange(done, chunk_end))
+        jax.block_until_ready(state)
+        if done >= steps // 2:  # the last quarters: same chunk length as the one before, compiled
+            late_s, late_steps = late_s + time.perf_counter() - t0, late_steps + chunk_end - done
         losses += np.asarray(loss).tolist()
         if "orthogonality_residual" in aux:
             predicted += np.asarray(aux["orthogonality_residual"]).tolist()
@@ -270,13 +281,15 @@ def _train_and_track(model_name, optimizer, batch_size, lrs, steps, seed):
     logits = np.asarray(model(jnp.asarray(x_test)))
     out = dict(model=model_name, optimizer=_optimizer_label(optimizer, lrs), batch_size=batch_size, steps=steps,
                test_accuracy=float(np.mean(logits.argmax(-1) == np.asarray(y_test))),
-               final_loss=float(np.mean(losses[-20:])))
+               final_loss=float(np.mean(losses[-20:])),
+               late_window=(steps // 2, steps), late_ms_per_step=1e3 * late_s / max(late_steps, 1))
     if predicted:
         with jax.enable_x64(True):
             export = max(float(orthogonality_residual(jnp.asarray(finish_orthonormalization(l.kernel[...]))))
                          for l in model.layers)
         out.update(max_predicted=max(predicted), median_drift=float(np.median(drift)),
                    retraction_fraction=float(np.mean(retracted)), mean_matmuls=float(np.mean(matmuls)),
+                   late_retraction_fraction=float(np.mean(retracted[steps // 2:])),
                    exact_at_steps=exact, exact_after_export=export)
     return out
 
@@ -307,18 +320,22 @@ def part_c(batch_sizes, optimizers, repeats, chunk, lrs, residual_steps, seed, i
           "split) and ‖WᵀW − I‖₂ held during training (predicted after every update; exact, float32 eigvalsh, "
           "worst kernel, at a few steps; after the float64 export)")
     for optimizer in optimizers:
+        base = None
         for name in ("unconstrained relu", "bjorck+groupsort retraction", "bjorck+groupsort riemannian"):
             res = _train_and_track(name, optimizer, batch_size=batch_sizes[0], lrs=lrs, steps=residual_steps,
                                    seed=seed)
+            base = base or res["late_ms_per_step"]
+            res["late_ratio"] = res["late_ms_per_step"] / base
             tracked.append(res)
             line = (f"{name} [{res['optimizer']}]: test accuracy {res['test_accuracy']:.3f}, "
-                    f"final loss {res['final_loss']:.4f}")
+                    f"final loss {res['final_loss']:.4f}; steps {res['late_window'][0]}–{res['late_window'][1]}: "
+                    f"{res['late_ms_per_step']:.1f} ms/step = {res['late_ratio']:.2f}× unconstrained")
             if "max_predicted" in res:
                 line += (f"; predicted residual max {res['max_predicted']:.2e}; exact "
                          + ", ".join(f"step {s}: {r:.2e}" for s, r in res["exact_at_steps"])
                          + f"; after export {res['exact_after_export']:.2e}; residual before retraction: "
                          f"median {res['median_drift']:.2e}; Björck step in {100 * res['retraction_fraction']:.0f}% "
-                         f"of updates, n³-matmuls per update (all layers): mean {res['mean_matmuls']:.2f}")
+                         f"of updates ({100 * res['late_retraction_fraction']:.0f}% in the second half), n³-matmuls per update (all layers): mean {res['mean_matmuls']:.2f}")
             print(line)
     return dict(steps=rows, training=tracked)
 
@@ -448,8 +465,9 @@ def main():
     parser.add_argument("--batch-sizes", default="256,1024", help="part (c) batch sizes")
     parser.add_argument("--chunk", type=int, default=10, help="part (c) steps per timed call")
     parser.add_argument("--lr", type=float, default=1e-3, help="parts (c), (d) Adam learning rate")
-    parser.add_argument("--sgd-lr", type=float, default=SGD_LR, help="part (c) SGD (momentum 0.9) learning rate")
-    parser.add_argument("--optimizers", default="adam,sgd", help="part (c) optimizers: adam, sgd")
+    parser.add_argument("--sgd-lr", type=float, default=SGD_LR, help="part (c) SGD learning rate (with and without momentum)")
+    parser.add_argument("--optimizers", default=",".join(OPTIMIZERS),
+                        help="part (c) optimizers: adam, momentum (SGD, 0.9), sgd (no momentum)")
     parser.add_argument("--residual-steps", type=int, default=500,
                         help="part (c) training steps over which accuracy and the residual are tracked")
     parser.add_argument("--no-unrolled", action="store_true", help="part (c): skip the slow unrolled-15 model")

@@ -45,6 +45,8 @@ def tiny_abs(num_steps=12):
         ("experiment", "regress", "Unknown experiment 'regress'"),
         ("train.learning_rate", -1.0, "learning_rate must be a finite number > 0"),
         ("train.num_steps", 0, "num_steps must be an integer ≥ 1"),
+        ("train.momentum", 1.5, "momentum must be a number in [0, 1)"),
+        ("train.momentum", 0.9, "applies to optimizer 'sgd' only"),
         ("train.loss", "hinge", "Unknown fit loss 'hinge'"),
         ("data.source", "sin", "Unknown fit target 'sin'"),
     ],
@@ -125,6 +127,20 @@ def test_workdir_with_another_config_is_refused(tmp_path):
     other.seed = 1
     with pytest.raises(train.ConfigError, match="different config"):
         train.train_and_evaluate(other, str(tmp_path))
+
+
+def test_riemannian_training_with_sgd_momentum_through_the_runner(tmp_path):
+    config = tiny_abs(12)
+    config.model.bjorck_training = "riemannian"
+    config.train.optimizer = "sgd"
+    config.train.momentum = 0.9
+    config.train.learning_rate = 0.01
+    results = train.train_and_evaluate(config, str(tmp_path))
+    assert results["lipschitz_upper_bound"] <= results["lipschitz_constant"]
+    assert results["lipschitz_lower_bound"] <= results["lipschitz_upper_bound"]
+    metrics = train.read_metrics(tmp_path)
+    assert all(m["orthogonality_residual"] <= 5e-4 for m in metrics)
+    assert "retraction_matmuls" in metrics[-1]
 
 
 def test_spectral_normalization_trains_and_updates_its_power_vector(tmp_path):
