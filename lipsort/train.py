@@ -9,7 +9,8 @@ loss, and a final evaluation. This module owns everything around it:
   ``jax.jit`` a ``lax.scan`` over a chunk of steps (one dispatch per logging interval,
   which matters for the small models of the toys on CPU); batches are a function of
   (seed, step) only, so a resumed run sees exactly the batches an uninterrupted one does;
-  retraction-mode Björck kernels are retracted after every update;
+  retraction- and riemannian-mode Björck kernels are retracted after every update
+  (riemannian: lazily, only past ``retraction_tol``);
 - data parallelism (``config.train.data_parallel``): a mesh over all devices, batch
   sharded, parameters replicated (:func:`make_data_mesh`);
 - run hygiene in the workdir: ``config.json``, ``metrics.jsonl``, ``results.json``,
