@@ -316,6 +316,8 @@ def part_c(batch_sizes, optimizers, repeats, chunk, lrs, residual_steps, seed, i
                 print(f"{name:<30} {row['ms_min']:>12.1f} {row['ms_median']:>8.1f} {row['ratio_min']:>12.2f} "
                       f"{row['ratio_median']:>15.2f}")
     tracked = []
+    if residual_steps < 1:
+        return dict(steps=rows, training=tracked)
     print(f"\n(c) {residual_steps} training steps at batch {batch_sizes[0]}: test accuracy (bundled MNIST test "
           "split) and ‖WᵀW − I‖₂ held during training (predicted after every update; exact, float32 eigvalsh, "
           "worst kernel, at a few steps; after the float64 export)")
@@ -469,7 +471,7 @@ def main():
     parser.add_argument("--optimizers", default=",".join(OPTIMIZERS),
                         help="part (c) optimizers: adam, momentum (SGD, 0.9), sgd (no momentum)")
     parser.add_argument("--residual-steps", type=int, default=500,
-                        help="part (c) training steps over which accuracy and the residual are tracked")
+                        help="part (c) training steps over which accuracy and the residual are tracked (0: skip)")
     parser.add_argument("--no-unrolled", action="store_true", help="part (c): skip the slow unrolled-15 model")
     parser.add_argument("--torch-python", default=TORCH_PYTHON,
                         help="part (d): python of a venv with torch + deel-torchlip (" + TORCH_INSTALL + ")")
