@@ -28,77 +28,29 @@ clean 90.3 %, certified / PGD at ε = 0.1: 66.7 % / 75.3 % (ReLU, same constrain
 37.9 % / 54.7 %; unconstrained: 95.5 %, 0 % / 10.3 %). All of it:
 experiments/results/robustness_mnist.md (width 512: robustness_mnist_w512.md).
 """
-import ml_collections
+import importlib.util
+import os
 
-KINDS = ("relu", "unconstrained")
-ARGS = ("quick",) + KINDS
+_spec = importlib.util.spec_from_file_location(
+    "robust_mnist_l2", os.path.join(os.path.dirname(os.path.abspath(__file__)), "robust_mnist_l2.py"))
+_base = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_base)
 
-
-def parse_arg(arg, name):
-    """The set of comma-separated arguments, each checked."""
-    parts = {a for a in (arg or "").split(",") if a}
-    unknown = parts - set(ARGS)
-    if unknown or {"relu", "unconstrained"} <= parts:
-        raise ValueError(
-            f"configs/{name} takes comma-separated arguments from {ARGS} (relu and "
-            f"unconstrained exclude each other), got {arg!r}."
-        )
-    return parts
+KINDS = _base.KINDS
+parse_arg = _base.parse_arg
 
 
 def get_config(arg=None):
     args = parse_arg(arg, "robust_mnist_linf.py")
-    quick = "quick" in args
-    config = ml_collections.ConfigDict()
-    config.experiment = "classify"
-    config.seed = 0
-
-    config.model = ml_collections.ConfigDict()
-    config.model.widths = (128, 128, 128) if quick else (1024, 1024, 1024)
+    config = _base.base_config("quick" in args)
     config.model.activation = "max_min"
-    config.model.group_size = 2
     config.model.constraint = "linf"
     config.model.first_constraint = None  # None: linf (ℓ∞ → ℓ∞); "two_inf" with norm l2: ℓ2 → ℓ∞
-    config.model.lipschitz_constant = 1.0
     config.model.norm = "linf"
-
-    config.train = ml_collections.ConfigDict()
-    config.train.num_steps = 150 if quick else 400
-    config.train.batch_size = 256
     # ℓ1-ball units have entries ~1/784, so Adam's ~lr-sized steps must be large to move
     # them: at width 256 (2,000 bundled digits, 150 steps) lr 1e-4 / 1e-3 / 3e-3 / 1e-2 gave
     # clean accuracy 0.31 / 0.48 / 0.69 / 0.78 (2 CPU cores, shared).
     config.train.learning_rate = 1e-2
-    config.train.optimizer = "adam"
-    config.train.schedule = "cosine"
-    config.train.loss = "multiclass_hinge"
     config.train.margin = 0.3
-    config.train.log_every = 25 if quick else 50
-    config.train.checkpoint_every = 150 if quick else 200
-
-    config.data = ml_collections.ConfigDict()
-    config.data.dataset = "mnist"
-    config.data.source = "auto"
-    config.data.data_dir = ""
-    config.data.pixel_range = (0.0, 1.0)
-    config.data.num_train = 2000 if quick else 0  # 0 = all
-    config.data.num_test = 500 if quick else 0
-
-    config.eval = ml_collections.ConfigDict()
     config.eval.epsilons = (0.01, 0.03, 0.05, 0.1, 0.3)
-    config.eval.attack_steps = 10 if quick else 20
-    config.eval.batch_size = 1000
-
-    config.certify = ml_collections.ConfigDict()
-    config.certify.search_steps = 5 if quick else 10
-
-    if "relu" in args:
-        config.model.activation = "relu"
-    if "unconstrained" in args:
-        # The usual network: no constraint, ReLU, cross-entropy. Its certificate is the
-        # product of the raw layers' ℓ∞ operator norms, far too loose to certify anything.
-        config.model.activation = "relu"
-        config.model.constraint = "none"
-        config.train.loss = "cross_entropy"
-        config.train.learning_rate = 1e-3  # the usual Adam rate for an unconstrained MLP
-    return config
+    return _base.apply_kind(config, args)
