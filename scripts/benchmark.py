@@ -182,15 +182,16 @@ OPTIMIZERS = ("adam", "momentum", "sgd")
 
 
 def _optimizer(name, lrs):
-    import optax
+    """lipsort.train's optimizer for ``name`` (the benchmark's names map onto config fields)."""
+    import ml_collections
+    from lipsort import train
 
-    if name == "adam":
-        return optax.adam(lrs["adam"])
-    if name == "momentum":
-        return optax.sgd(lrs["sgd"], momentum=SGD_MOMENTUM)
-    if name == "sgd":
-        return optax.sgd(lrs["sgd"])
-    raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
+    fields = dict(adam=dict(optimizer="adam", learning_rate=lrs["adam"]),
+                  momentum=dict(optimizer="sgd", learning_rate=lrs["sgd"], momentum=SGD_MOMENTUM),
+                  sgd=dict(optimizer="sgd", learning_rate=lrs["sgd"]))[name]
+    return train.make_optimizer(ml_collections.ConfigDict(fields))
 
 
 def _optimizer_label(name, lrs):
