@@ -186,7 +186,8 @@ class LipschitzDense(nnx.Module):
         if not self.retracts:
             return None
         w, stats = retraction.retract(
-            self.kernel[...], self.retraction_tol, max_iters, lazy=self.tangent_gradient
+            self.kernel[...], self.retraction_tol, max_iters, lazy=self.tangent_gradient,
+            low_rank=retraction.LOW_RANK if self.tangent_gradient else 0,
         )
         self.kernel[...] = w
         return stats

@@ -192,6 +192,7 @@ class LipschitzMLP(nnx.Module):
             "orthogonality_residual": jnp.max(jnp.stack([s["residual"] for s in stats])),
             "retraction_steps": jnp.sum(jnp.stack([s["steps"] for s in stats])),
             "retraction_matmuls": jnp.sum(jnp.stack([s["matmuls"] for s in stats])),
+            "retraction_low_rank": jnp.sum(jnp.stack([s["corrections"] for s in stats])),
         }
 
 

@@ -40,7 +40,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from lipsort import certify, plots
+from lipsort import certify, plots, riemannian_adam
 from lipsort.export import ExportedModel, export_model, save_export
 from lipsort.models import LipschitzMLP, MLPSpec, spec_from_config
 
@@ -56,6 +56,8 @@ EXPERIMENTS: dict[str, str] = {
 OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
     "adam": optax.adam,
     "sgd": optax.sgd,
+    # One second moment per orthonormal kernel: keeps riemannian-mode updates tangent.
+    "riemannian_adam": riemannian_adam.riemannian_adam,
 }
 SCHEDULES = ("constant", "cosine")
 
@@ -161,6 +163,13 @@ def validate_config(config: ml_collections.ConfigDict) -> tuple[Task, MLPSpec]:
                 f"config.train.momentum={momentum} applies to optimizer 'sgd' only "
                 f"(got optimizer {_get(train, 'optimizer', 'adam')!r}); set it to 0 or use 'sgd'."
             )
+        if (_get(train, "optimizer", "adam") == "riemannian_adam" and spec is not None
+                and not (spec.constraint == "bjorck" and spec.bjorck_training == "riemannian")):
+            errors.append(
+                "optimizer 'riemannian_adam' adapts one second moment per orthonormal kernel and needs "
+                "config.model.constraint='bjorck' with config.model.bjorck_training='riemannian' "
+                f"(got {spec.constraint!r}, {spec.bjorck_training!r}); use optimizer 'adam' otherwise."
+            )
         if _get(train, "schedule", "constant") not in SCHEDULES:
             errors.append(f"Unknown schedule {_get(train, 'schedule')!r}; valid: {', '.join(SCHEDULES)}.")
     cert = _get(config, "certify")
@@ -171,13 +180,23 @@ def validate_config(config: ml_collections.ConfigDict) -> tuple[Task, MLPSpec]:
     return task, spec
 
 
-def make_optimizer(train: ml_collections.ConfigDict) -> optax.GradientTransformation:
+def make_optimizer(train: ml_collections.ConfigDict, manifold_mask=None) -> optax.GradientTransformation:
+    """The optax optimizer of ``config.train``.
+
+    ``manifold_mask`` (:func:`lipsort.riemannian_adam.tangent_kernel_mask`) tells
+    ``riemannian_adam`` which parameters are orthonormal kernels; it is required for it.
+    """
     lr = float(train.learning_rate)
     if _get(train, "schedule", "constant") == "cosine":
         lr = optax.cosine_decay_schedule(lr, int(train.num_steps), alpha=0.01)
     name = _get(train, "optimizer", "adam")
     if name == "sgd":
         return optax.sgd(lr, momentum=float(_get(train, "momentum", 0.0)) or None)
+    if name == "riemannian_adam":
+        if manifold_mask is None:
+            raise ValueError("optimizer 'riemannian_adam' needs the manifold_mask of the model's parameters "
+                             "(lipsort.riemannian_adam.tangent_kernel_mask(model, params)).")
+        return riemannian_adam.riemannian_adam(lr, manifold_mask)
     return OPTIMIZERS[name](lr)
 
 
@@ -449,7 +468,7 @@ def train_and_evaluate(
     num_steps, log_every, ckpt_every = int(train.num_steps), int(train.log_every), int(train.checkpoint_every)
     model = LipschitzMLP(spec, rngs=nnx.Rngs(int(config.seed)))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    tx = make_optimizer(train)
+    tx = make_optimizer(train, riemannian_adam.tangent_kernel_mask(model, params))
     state = (params, rest, tx.init(params))
 
     checkpointer = _Checkpointer(os.path.join(workdir, "checkpoints"))

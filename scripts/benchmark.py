@@ -181,17 +181,24 @@ SGD_LR = 0.01
 OPTIMIZERS = ("adam", "momentum", "sgd")
 
 
-def _optimizer(name, lrs):
-    """lipsort.train's optimizer for ``name`` (the benchmark's names map onto config fields)."""
+def _optimizer(name, lrs, model, params):
+    """lipsort.train's optimizer for ``name`` (the benchmark's names map onto config fields).
+
+    "adam" is Riemannian Adam (one second moment per kernel, lipsort.riemannian_adam) for a
+    model with riemannian-mode kernels (what a user of that mode should pick: plain Adam's
+    per-coordinate scaling undoes the tangent projection) and plain Adam for the others.
+    """
     import ml_collections
-    from lipsort import train
+    from lipsort import riemannian_adam, train
 
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
-    fields = dict(adam=dict(optimizer="adam", learning_rate=lrs["adam"]),
+    mask = riemannian_adam.tangent_kernel_mask(model, params)
+    adam = "riemannian_adam" if any(jax.tree.leaves(mask)) else "adam"
+    fields = dict(adam=dict(optimizer=adam, learning_rate=lrs["adam"]),
                   momentum=dict(optimizer="sgd", learning_rate=lrs["sgd"], momentum=SGD_MOMENTUM),
                   sgd=dict(optimizer="sgd", learning_rate=lrs["sgd"]))[name]
-    return train.make_optimizer(ml_collections.ConfigDict(fields))
+    return train.make_optimizer(ml_collections.ConfigDict(fields), mask)
 
 
 def _optimizer_label(name, lrs):
@@ -228,7 +235,7 @@ def _step_runner(fields, batch_size, lrs, seed, optimizer="adam"):
     model = LipschitzMLP(MLPSpec(in_features=784, widths=MLP_WIDTHS, out_features=10, **fields),
                          rngs=nnx.Rngs(seed))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    tx = _optimizer(optimizer, lrs)
+    tx = _optimizer(optimizer, lrs, model, params)
     run = jax.jit(train.make_chunk_runner(graphdef, loss, sample_batch, tx, jax.random.key(seed),
                                           retracts=model.retracts))
     return run, (params, rest, tx.init(params)), graphdef, source, test

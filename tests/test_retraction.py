@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from lipsort import certify, export, retraction
+from lipsort import certify, export, retraction, riemannian_adam
 from lipsort.layers import LipschitzDense
 from lipsort.models import LipschitzMLP, MLPSpec
 from lipsort.orthogonal import bjorck, orthogonality_residual
@@ -64,6 +64,55 @@ def test_retraction_reaches_the_tolerance_without_lifting_norms(shape, size):
     assert 2 <= float(stats["matmuls"]) <= 8
 
 
+def with_low_rank_residual(shape, eigenvalues, seed=0):
+    """Q (I + E)^{1/2} on the Gram side (Q orthonormal), E = V diag(eigenvalues) Vᵀ of
+    rank len(eigenvalues): W's Gram residual is exactly E and its polar factor is Q."""
+    q = np.asarray(jax.nn.initializers.orthogonal()(jax.random.key(seed), shape), np.float64)
+    n = min(shape)
+    v = np.linalg.qr(np.random.default_rng(seed).normal(size=(n, len(eigenvalues))))[0]
+    root = np.eye(n) + v @ np.diag(np.sqrt(1.0 + np.asarray(eigenvalues)) - 1.0) @ v.T
+    return (q @ root if shape[0] >= shape[1] else root @ q), q
+
+
+def polar_factor(w):
+    u, _, vt = np.linalg.svd(np.asarray(w, np.float64), full_matrices=False)
+    return u @ vt
+
+
+@pytest.mark.parametrize("shape", SHAPES[:3])
+def test_low_rank_correction_removes_a_low_rank_residual_without_rotating(shape):
+    eigenvalues = 3e-3 * 0.7 ** np.arange(10)  # rank 10 < 16, one of them negative below
+    eigenvalues[4] *= -1
+    w, q = with_low_rank_residual(shape, eigenvalues)
+    fixed = retraction.low_rank_correction(jnp.asarray(w, jnp.float32), rank=16)
+    assert float(orthogonality_residual(jnp.asarray(w, jnp.float32))) > 2.5e-3
+    assert float(orthogonality_residual(fixed)) < 2e-6
+    assert np.max(np.abs(polar_factor(fixed) - q)) < 1e-5  # singular values moved, not the vectors
+
+
+def test_low_rank_correction_of_a_full_rank_residual_takes_its_top_part_only():
+    eigenvalues = 3e-3 * 0.8 ** np.arange(64)
+    w, q = with_low_rank_residual((64, 64), eigenvalues)
+    fixed = retraction.low_rank_correction(jnp.asarray(w, jnp.float32), rank=16)
+    after = float(orthogonality_residual(fixed))
+    assert eigenvalues[16] * 0.9 < after < 4 * eigenvalues[16]  # the 17th eigenvalue (and a little more)
+    assert np.max(np.abs(polar_factor(fixed) - q)) < 1e-5
+
+
+def test_lazy_retraction_tries_the_low_rank_correction_before_bjorck():
+    low, _ = with_low_rank_residual((64, 64), [2e-3, 1e-3])  # the correction suffices
+    w, stats = retraction.retract(jnp.asarray(low, jnp.float32), 5e-4, lazy=True, low_rank=16)
+    assert float(stats["corrections"]) == 1 and float(stats["steps"]) == 0
+    assert float(orthogonality_residual(w)) <= 5e-4 and float(stats["drift"]) > 2e-3
+    full, _ = with_low_rank_residual((64, 64), 3e-3 * 0.95 ** np.arange(64))  # it does not
+    w, stats = retraction.retract(jnp.asarray(full, jnp.float32), 5e-4, lazy=True, low_rank=16)
+    assert float(stats["corrections"]) == 1 and float(stats["steps"]) >= 1
+    assert float(orthogonality_residual(w)) <= 5e-4
+    near, _ = with_low_rank_residual((64, 64), [1e-4])  # within tol: nothing at all
+    w, stats = retraction.retract(jnp.asarray(near, jnp.float32), 5e-4, lazy=True, low_rank=16)
+    assert float(stats["corrections"]) == 0 and float(stats["steps"]) == 0
+
+
 def test_far_start_is_rescaled_first():
     # ×20 puts σ² far beyond 3, where order-1 Björck without the certified rescale diverges.
     q = jax.nn.initializers.orthogonal()(jax.random.key(3), (32, 32))
@@ -116,7 +165,7 @@ def test_bad_retraction_options(bad, match):
 
 
 @pytest.mark.parametrize("mode, optimizer", [
-    ("retraction", "adam"), ("riemannian", "sgd"), ("riemannian", "adam")])
+    ("retraction", "adam"), ("riemannian", "sgd"), ("riemannian", "adam"), ("riemannian", "riemannian_adam")])
 def test_trained_retraction_model_is_certified_and_search_finds_no_violation(mode, optimizer):
     """A few large steps, retracting after each (lazily for riemannian): the export's
     bound holds and the search of the exported and of the training-time function stays
@@ -131,7 +180,9 @@ def test_trained_retraction_model_is_certified_and_search_finds_no_violation(mod
     x = jax.random.normal(jax.random.key(0), (64, 6))
     y = jax.random.randint(jax.random.key(1), (64,), 0, 3)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    tx = optax.adam(3e-2) if optimizer == "adam" else optax.sgd(0.3, momentum=0.9)
+    tx = {"adam": lambda: optax.adam(3e-2), "sgd": lambda: optax.sgd(0.3, momentum=0.9),
+          "riemannian_adam": lambda: riemannian_adam.riemannian_adam(
+              3e-2, riemannian_adam.tangent_kernel_mask(model, params))}[optimizer]()
     opt_state = tx.init(params)
 
     def loss(params):

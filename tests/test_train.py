@@ -129,18 +129,29 @@ def test_workdir_with_another_config_is_refused(tmp_path):
         train.train_and_evaluate(other, str(tmp_path))
 
 
-def test_riemannian_training_with_sgd_momentum_through_the_runner(tmp_path):
+def test_riemannian_adam_needs_riemannian_kernels():
+    config = tiny_abs(3)
+    config.train.optimizer = "riemannian_adam"
+    with pytest.raises(train.ConfigError, match="needs config.model.constraint='bjorck' with "
+                       "config.model.bjorck_training='riemannian'"):
+        train.validate_config(config)
+    config.model.bjorck_training = "riemannian"
+    train.validate_config(config)
+
+
+@pytest.mark.parametrize("optimizer, momentum, learning_rate", [("sgd", 0.9, 0.01), ("riemannian_adam", 0.0, 3e-3)])
+def test_riemannian_training_through_the_runner(tmp_path, optimizer, momentum, learning_rate):
     config = tiny_abs(12)
     config.model.bjorck_training = "riemannian"
-    config.train.optimizer = "sgd"
-    config.train.momentum = 0.9
-    config.train.learning_rate = 0.01
+    config.train.optimizer = optimizer
+    config.train.momentum = momentum
+    config.train.learning_rate = learning_rate
     results = train.train_and_evaluate(config, str(tmp_path))
     assert results["lipschitz_upper_bound"] <= results["lipschitz_constant"]
     assert results["lipschitz_lower_bound"] <= results["lipschitz_upper_bound"]
     metrics = train.read_metrics(tmp_path)
     assert all(m["orthogonality_residual"] <= 5e-4 for m in metrics)
-    assert "retraction_matmuls" in metrics[-1]
+    assert "retraction_matmuls" in metrics[-1] and "retraction_low_rank" in metrics[-1]
 
 
 def test_spectral_normalization_trains_and_updates_its_power_vector(tmp_path):
