@@ -24,10 +24,12 @@ Björck layers train in one of two modes (``bjorck_training``):
 - ``"riemannian"``: as ``"retraction"``, but the kernel's gradient is projected onto the
   manifold's tangent space inside the backward pass, from the activations it already
   has (:mod:`lipsort.tangent`, O(batch·in·out), nothing cubic), and the retraction is
-  lazy: a Björck step only once the measured residual reaches ``retraction_tol``. With
-  SGD (± momentum) updates then leave the manifold only to second order and Björck
-  steps are rare; with Adam (per-coordinate scaling leaves the tangent space) it
-  retracts about as often as ``"retraction"``.
+  lazy: once the measured residual reaches ``retraction_tol``, a rank-16 correction of
+  the residual's top eigen-directions (O(n²)), then a Björck step only if that was not
+  enough. With SGD (± momentum) or Riemannian Adam (``optimizer="riemannian_adam"``)
+  updates leave the manifold only to second order and Björck steps are rare; with plain
+  Adam (per-coordinate scaling leaves the tangent space) it retracts about as often as
+  ``"retraction"``.
 
 Spectral normalization divides by a power-iteration estimate, which can be low, so its
 training-time norm may exceed 1 slightly; :meth:`LipschitzDense.export_kernel` always
@@ -131,6 +133,7 @@ class LipschitzDense(nnx.Module):
         bjorck_training: str = "unrolled",
         retraction_tol: float = 5e-4,
         kernel_init=None,
+        input_grad: bool = True,
         rngs: nnx.Rngs,
     ):
         check_constraint(constraint)
@@ -147,6 +150,9 @@ class LipschitzDense(nnx.Module):
         self.retracts = constraint == "bjorck" and bjorck_training in ("retraction", "riemannian")
         self.tangent_gradient = constraint == "bjorck" and bjorck_training == "riemannian"
         self.retraction_tol = float(retraction_tol)
+        # False for a network's first layer: nothing needs the gradient for its input,
+        # which lets riemannian mode pick a cheaper projection at large batches.
+        self.input_grad = bool(input_grad)
         # nnx's Module.eval()/train() toggle `deterministic`: in eval mode the power
         # iteration vector is read but not updated.
         self.deterministic = False
@@ -211,7 +217,7 @@ class LipschitzDense(nnx.Module):
 
     def __call__(self, x: Array) -> Array:
         if self.tangent_gradient:
-            y = tangent.tangent_matmul(x, self.kernel[...])
+            y = tangent.tangent_matmul(x, self.kernel[...], self.input_grad)
         else:
             y = x @ self.constrained_kernel()
         return y + self.bias[...] if self.bias is not None else y

@@ -152,9 +152,10 @@ class LipschitzMLP(nnx.Module):
                     power_iters=spec.power_iters,
                     bjorck_training=spec.bjorck_training,
                     retraction_tol=spec.retraction_tol,
+                    input_grad=i > 0,  # the first layer's input is the data
                     rngs=rngs,
                 )
-                for (fan_in, fan_out), c in zip(spec.layer_in_out(), chain)
+                for i, ((fan_in, fan_out), c) in enumerate(zip(spec.layer_in_out(), chain))
             ]
         )
         self.activation = acts.get_activation(spec.activation, spec.group_size)

@@ -27,22 +27,26 @@ nothing cubic in the width. (The first layer's g, which an unconstrained network
 computes, is one more B·in·out.)
 
 With a tangent update Δ (P(Δ) = Δ) the residual only grows to second order:
-(K + Δ)ᵀ(K + Δ) − I = KᵀK − I + ΔᵀΔ for tall K with KᵀΔ skew. Steps that keep going in
-a similar direction add up, so the kernel leaves the manifold by ‖Σ Δ‖₂² over the
-steps since the last retraction: the lazy retraction of
-:func:`lipsort.retraction.retract` takes a Björck step about once per √tol ≈ 0.02 of
-distance travelled, instead of at every update. Plain SGD gains most. With momentum
-the buffer also carries gradients that were tangent at *earlier* kernels, a normal
-component of order (distance travelled) × ‖m‖ that momentum β amplifies by ~1/(1 − β);
-it still retracts less often than without projection (measured on MNIST at lr 0.01,
-β = 0.9: a Björck step at 25 % of the updates). Adam's per-coordinate scaling does not
-preserve tangency at all: with it, the retraction runs at about every update.
+(K + Δ)ᵀ(K + Δ) − I = KᵀK − I + ΔᵀΔ for tall K with KᵀΔ skew. Each update Δᵢ is tangent
+at the kernel it is added to, so the cross terms cancel and after k updates the residual
+is E = Σ ΔᵢᵀΔᵢ (positive semidefinite, ‖E‖₂ ≤ Σ ‖Δᵢ‖₂², not ‖Σ Δᵢ‖₂²: checked
+numerically on coherent steps). Gradients of a batch are nearly low-rank, and so is E:
+the lazy retraction of :func:`lipsort.retraction.retract` first removes its top 16
+eigen-directions (:func:`lipsort.retraction.low_rank_correction`, O(n²·16)) and takes a
+Björck step only when that is not enough. Plain SGD gains most. With momentum the buffer
+also carries gradients that were tangent at *earlier* kernels, a normal component of
+order (distance travelled) × ‖m‖ that momentum β amplifies by ~1/(1 − β). Adam's
+per-coordinate scaling does not preserve tangency at all (first-order drift, a Björck
+step at every update); Riemannian Adam (:mod:`lipsort.riemannian_adam`), with one second
+moment per kernel, does.
 
 The projection formulas use KᵀK = I (or KKᵀ = I) exactly; the kernel is within the
 retraction tolerance of it (≤ 5e-4 by default), so P(G) is tangent up to a relative
 O(tol), a first-order drift of tol·‖Δ‖ per step that the lazy retraction absorbs.
 """
 from __future__ import annotations
+
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -61,26 +65,42 @@ def project_gradient(x: Array, z: Array, delta: Array, g: Array) -> Array:
     return 0.5 * (x.T @ delta - g.T @ z)
 
 
-@jax.custom_vjp
-def tangent_matmul(x: Array, k: Array) -> Array:
+def _kgk_through_the_kernel(k: Array, grad: Array) -> Array:
+    """K Gᵀ K from G (in × out) alone: 2·in·out·min(in, out) multiply-adds (no batch)."""
+    if k.shape[0] >= k.shape[1]:  # tall: K (Gᵀ K), an out × out middle
+        return k @ jnp.einsum("io,ip->op", grad, k)
+    return jnp.einsum("io,jo->ij", k, grad) @ k  # wide: (K Gᵀ) K, an in × in middle
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2,))
+def tangent_matmul(x: Array, k: Array, input_grad: bool = True) -> Array:
     """z = x @ k, whose gradient for k is its projection on the orthonormal manifold's
     tangent space at k (:func:`project_gradient`) instead of the Euclidean xᵀδ.
 
     The gradient for x is the ordinary δ kᵀ. ``x`` may have leading batch axes.
+    ``input_grad=False`` says that nothing needs the gradient for x (the network's first
+    layer): computing δKᵀ only for K Gᵀ K = gᵀz then costs as much as the projection
+    itself, so when the batch is larger than min(in, out) the projection takes
+    K Gᵀ K = (K Gᵀ) K or K (Gᵀ K) instead (2·in·out·min(in, out) against 2·B·in·out),
+    and under jit the unused δKᵀ is never computed. The result is the same either way.
     """
     return x @ k
 
 
-def _forward(x, k):
+def _forward(x, k, input_grad):
     z = x @ k
     return z, (x, k, z)
 
 
-def _backward(residuals, delta):
+def _backward(input_grad, residuals, delta):
     x, k, z = residuals
     g = delta @ k.T
     flat = lambda a: a.reshape(-1, a.shape[-1])
-    grad_k = project_gradient(flat(x), flat(z), flat(delta), flat(g))
+    if not input_grad and flat(x).shape[0] > min(k.shape):
+        grad = flat(x).T @ flat(delta)
+        grad_k = 0.5 * (grad - _kgk_through_the_kernel(k, grad))
+    else:
+        grad_k = project_gradient(flat(x), flat(z), flat(delta), flat(g))
     return g, grad_k.astype(k.dtype)
 
 

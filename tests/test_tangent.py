@@ -59,6 +59,25 @@ def test_input_gradient_and_forward_are_unchanged(shape):
 
 
 @pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("batch", [8, 200])  # below and above min(in, out): both routes
+def test_first_layer_projection_through_the_kernel_is_the_same(shape, batch):
+    """input_grad=False may compute K Gᵀ K as (K Gᵀ) K or K (Gᵀ K) instead of gᵀz: the
+    kernel gradient and the input gradient (still returned) are the same."""
+    k = orthonormal(shape)
+    x = jax.random.normal(jax.random.key(1), (batch, shape[0]))
+    c = jax.random.normal(jax.random.key(2), (batch, shape[1]))
+    grads = [
+        jax.jit(jax.grad(lambda x, k: jnp.sum(c * jnp.tanh(tangent.tangent_matmul(x, k, flag))), argnums=(0, 1)))(x, k)
+        for flag in (True, False)
+    ]
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=2e-6 * float(jnp.max(jnp.abs(b))))
+    model = LipschitzMLP(MLPSpec(in_features=8, widths=(16,), out_features=4, bjorck_training="riemannian"),
+                         rngs=nnx.Rngs(0))
+    assert [layer.input_grad for layer in model.layers] == [False, True]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
 def test_tangent_steps_leave_the_manifold_only_to_second_order(shape):
     # Halving the step divides the residual by 4 (tangent) instead of 2 (Euclidean).
     k, g, p, _, _ = layer_gradients(shape)
