@@ -124,7 +124,8 @@ def test_riemannian_layer_uses_tangent_gradients_and_lazy_retraction():
 def test_riemannian_sgd_trains_with_rare_retractions():
     """Plain SGD on a GroupSort MLP: the loss falls, the predicted residual stays ≤ tol
     at every update, and most updates need no Björck step at all (the retraction mode
-    takes one at every update). Measured: 35 % of updates at 60 steps."""
+    takes one at every update): the rank-16 correction handles the residual. Measured:
+    Björck steps at 35 % of 60 updates without that correction, at none with it."""
     spec = MLPSpec(in_features=8, widths=(64, 64), out_features=4, bjorck_training="riemannian")
     model = LipschitzMLP(spec, rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(0), (256, 8))
@@ -144,14 +145,15 @@ def test_riemannian_sgd_trains_with_rare_retractions():
         stats = m.retract()
         return nnx.split(m, nnx.Param, ...)[1], opt_state, value, stats
 
-    opt_state, values, retracted = tx.init(params), [], []
+    opt_state, values, retracted, corrected = tx.init(params), [], [], []
     for t in range(60):
         batch = jax.random.randint(jax.random.key(t), (32,), 0, 256)
         params, opt_state, value, stats = step(params, opt_state, batch)
         values.append(float(value))
         retracted.append(float(stats["retraction_steps"]) > 0)
+        corrected.append(float(stats["retraction_low_rank"]) > 0)
         assert float(stats["orthogonality_residual"]) <= 5e-4
     assert np.mean(values[-10:]) < 0.8 * np.mean(values[:5])
-    assert np.mean(retracted) < 0.5
+    assert np.mean(retracted) < 0.2 and any(corrected)
     for layer in nnx.merge(graphdef, params, rest).layers:
         assert float(orthogonality_residual(layer.kernel[...])) <= 5e-4

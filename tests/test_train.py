@@ -152,6 +152,12 @@ def test_riemannian_training_through_the_runner(tmp_path, optimizer, momentum, l
     metrics = train.read_metrics(tmp_path)
     assert all(m["orthogonality_residual"] <= 5e-4 for m in metrics)
     assert "retraction_matmuls" in metrics[-1] and "retraction_low_rank" in metrics[-1]
+    # The optimizer state (Riemannian Adam's scalar second moments too) survives a resume.
+    workdir = str(tmp_path / "resumed")
+    assert train.train_and_evaluate(config, workdir, stop_after_step=6) is None
+    assert train.train_and_evaluate(config, workdir)["resumed_from_step"] == 6
+    a, b = _load_export(tmp_path), _load_export(workdir)
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
 def test_spectral_normalization_trains_and_updates_its_power_vector(tmp_path):
