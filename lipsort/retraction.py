@@ -32,7 +32,7 @@ order-1 Björck converges for any full-rank start.
 With ``lazy=True`` (riemannian mode, whose tangent updates leave the manifold only to
 second order) nothing is done while the measured residual is ≤ ``tol``; past it, a
 rank-16 correction of the residual's top eigen-directions (:func:`low_rank_correction`,
-~1/8 the cost of a Björck step) comes first, and Björck steps only if it was not enough.
+1/16 of a Björck step's multiply-adds at n = 1024) comes first, and Björck steps only if it was not enough.
 
 r is estimated by power iteration on the symmetric matrix WᵀW − I (accurate to a few %
 after 8 matvecs, O(n²) each, and inflated by 25 % to be safe): this is a training-time
@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lipsort.orthogonal import (
     HIGHEST,
@@ -146,8 +147,8 @@ def low_rank_correction(w: Array, rank: int = LOW_RANK, *, sketch_iters: int = 1
 
     After tangent updates the residual is E = Σ ΔᵢᵀΔᵢ over the updates since the last
     retraction (:mod:`lipsort.tangent`); gradients of a batch are nearly low-rank, so E is
-    too (measured on the MNIST MLP after 200 Riemannian Adam steps: its 17th eigenvalue
-    is ~5 % of its largest). A randomized subspace iteration finds the top eigenpairs
+    too: on the MNIST MLP of BENCHMARKS.md part c, these corrections replace every Björck
+    step after the first few hundred updates. A randomized subspace iteration finds the top eigenpairs
     without forming E: Y = Ω E for a fixed (rank) × n Gaussian Ω, ``sketch_iters`` more
     products Y ← orth(Y) E, then Rayleigh–Ritz on the orthonormal rows Q of Y:
     Q E Qᵀ = Û Λ Ûᵀ, Ritz vectors V = Ûᵀ Q (rows). Each product with E is two
@@ -157,8 +158,8 @@ def low_rank_correction(w: Array, rank: int = LOW_RANK, *, sketch_iters: int = 1
 
     maps σᵢ² = 1 + λᵢ to 1 along V (exactly, for exact eigenvectors) and leaves the
     singular vectors, hence the polar factor, alone. Cost 2(sketch_iters + 3)·m·n·rank
-    multiply-adds against 2·m·n² for a Björck step: measured 2 ms against 14 ms at
-    rank 16, n = 1024, on 2 CPU cores. What it leaves (≈ the (rank+1)-th eigenvalue of
+    multiply-adds against 2·m·n² for a Björck step: 1/16 of it at rank 16, n = 1024
+    (skinny products run less efficiently on CPU, so the time saved is less). What it leaves (≈ the (rank+1)-th eigenvalue of
     E) is for the caller to measure.
     """
     w = jax.lax.stop_gradient(jnp.asarray(w))
@@ -173,7 +174,9 @@ def low_rank_correction(w: Array, rank: int = LOW_RANK, *, sketch_iters: int = 1
         apply_e = lambda x: _mm(times_wt(x), w) - x
     else:  # X E = (X W) Wᵀ − X
         apply_e = lambda x: jnp.einsum("rn,mn->rm", _mm(x, w), w, precision=HIGHEST) - x
-    y = apply_e(jax.random.normal(jax.random.key(0), (rank, n), w.dtype))
+    # A trace-time constant: no random numbers drawn inside the training step.
+    omega = np.random.default_rng(0).standard_normal((rank, n)).astype(w.dtype)
+    y = apply_e(jnp.asarray(omega))
     for _ in range(sketch_iters):
         y = apply_e(_orthonormal_rows(y))
     q = _orthonormal_rows(y)

@@ -46,26 +46,21 @@ def scale_by_riemannian_adam(
     """Adam's m̂ / (√v̂ + ε) with one v per leaf where ``manifold_mask`` is True.
 
     Args:
-      manifold_mask: a pytree of bools shaped like the parameters (or a function of the
-        parameters returning one), True for kernels on the orthonormal manifold.
+      manifold_mask: a pytree of bools shaped like the parameters, True for kernels on
+        the orthonormal manifold (:func:`tangent_kernel_mask`).
     """
 
-    def mask_of(params):
-        return manifold_mask(params) if callable(manifold_mask) else manifold_mask
-
     def init(params):
-        mask = mask_of(params)
         mu = jax.tree.map(jnp.zeros_like, params)
-        nu = jax.tree.map(lambda p, on: jnp.zeros((), p.dtype) if on else jnp.zeros_like(p), params, mask)
+        nu = jax.tree.map(lambda p, on: jnp.zeros((), p.dtype) if on else jnp.zeros_like(p), params, manifold_mask)
         return RiemannianAdamState(jnp.zeros((), jnp.int32), mu, nu)
 
     def update(updates, state, params=None):
         del params
-        mask = mask_of(updates)
         count = optax.safe_int32_increment(state.count)
         mu = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, state.mu, updates)
         square = lambda g, on: jnp.mean(jnp.square(g)) if on else jnp.square(g)
-        nu = jax.tree.map(lambda v, g, on: b2 * v + (1 - b2) * square(g, on), state.nu, updates, mask)
+        nu = jax.tree.map(lambda v, g, on: b2 * v + (1 - b2) * square(g, on), state.nu, updates, manifold_mask)
         c1, c2 = 1 - b1 ** count.astype(jnp.float32), 1 - b2 ** count.astype(jnp.float32)
         out = jax.tree.map(lambda m, v: (m / c1) / (jnp.sqrt(v / c2) + eps), mu, nu)
         return out, RiemannianAdamState(count, mu, nu)

@@ -29,8 +29,8 @@ computes, is one more B·in·out.)
 With a tangent update Δ (P(Δ) = Δ) the residual only grows to second order:
 (K + Δ)ᵀ(K + Δ) − I = KᵀK − I + ΔᵀΔ for tall K with KᵀΔ skew. Each update Δᵢ is tangent
 at the kernel it is added to, so the cross terms cancel and after k updates the residual
-is E = Σ ΔᵢᵀΔᵢ (positive semidefinite, ‖E‖₂ ≤ Σ ‖Δᵢ‖₂², not ‖Σ Δᵢ‖₂²: checked
-numerically on coherent steps). Gradients of a batch are nearly low-rank, and so is E:
+is E = Σ ΔᵢᵀΔᵢ (positive semidefinite, ‖E‖₂ ≤ Σ ‖Δᵢ‖₂², not ‖Σ Δᵢ‖₂²; up to
+third order, as tests/test_tangent.py checks on coherent steps). Gradients of a batch are nearly low-rank, and so is E:
 the lazy retraction of :func:`lipsort.retraction.retract` first removes its top 16
 eigen-directions (:func:`lipsort.retraction.low_rank_correction`, O(n²·16)) and takes a
 Björck step only when that is not enough. Plain SGD gains most. With momentum the buffer

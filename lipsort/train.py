@@ -53,11 +53,19 @@ EXPERIMENTS: dict[str, str] = {
     "classify": "lipsort.classify",
     "gan": "lipsort.gan",  # two networks: owns its loop (run), see train_and_evaluate
 }
+def _riemannian_adam(lr, train, manifold_mask) -> optax.GradientTransformation:
+    if manifold_mask is None:
+        raise ValueError("optimizer 'riemannian_adam' needs the manifold_mask of the model's parameters "
+                         "(lipsort.riemannian_adam.tangent_kernel_mask(model, params)).")
+    return riemannian_adam.riemannian_adam(lr, manifold_mask)
+
+
+# name -> (learning rate or schedule, config.train, manifold mask) -> optimizer
 OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
-    "adam": optax.adam,
-    "sgd": optax.sgd,
+    "adam": lambda lr, train, manifold_mask: optax.adam(lr),
+    "sgd": lambda lr, train, manifold_mask: optax.sgd(lr, momentum=float(_get(train, "momentum", 0.0)) or None),
     # One second moment per orthonormal kernel: keeps riemannian-mode updates tangent.
-    "riemannian_adam": riemannian_adam.riemannian_adam,
+    "riemannian_adam": _riemannian_adam,
 }
 SCHEDULES = ("constant", "cosine")
 
@@ -189,15 +197,7 @@ def make_optimizer(train: ml_collections.ConfigDict, manifold_mask=None) -> opta
     lr = float(train.learning_rate)
     if _get(train, "schedule", "constant") == "cosine":
         lr = optax.cosine_decay_schedule(lr, int(train.num_steps), alpha=0.01)
-    name = _get(train, "optimizer", "adam")
-    if name == "sgd":
-        return optax.sgd(lr, momentum=float(_get(train, "momentum", 0.0)) or None)
-    if name == "riemannian_adam":
-        if manifold_mask is None:
-            raise ValueError("optimizer 'riemannian_adam' needs the manifold_mask of the model's parameters "
-                             "(lipsort.riemannian_adam.tangent_kernel_mask(model, params)).")
-        return riemannian_adam.riemannian_adam(lr, manifold_mask)
-    return OPTIMIZERS[name](lr)
+    return OPTIMIZERS[_get(train, "optimizer", "adam")](lr, train, manifold_mask)
 
 
 # --- workdir files ------------------------------------------------------------------------

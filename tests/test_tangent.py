@@ -87,6 +87,23 @@ def test_tangent_steps_leave_the_manifold_only_to_second_order(shape):
     assert res(g, 0.05) / res(g, 0.025) == pytest.approx(2.0, rel=0.1)
 
 
+def test_residual_of_tangent_steps_is_the_sum_of_their_squares():
+    """Ten steps in one direction: each tangent at the kernel it is added to, so the
+    residual is Σ ΔᵢᵀΔᵢ (cross terms cancel), ~10× below ‖Σ Δᵢ‖₂² (what it would be if
+    they did not). What is left over is third order (the projection assumes KᵀK = I)."""
+    k = np.asarray(orthonormal((64, 40)), np.float64)
+    x = jax.random.normal(jax.random.key(1), (8, 64))
+    c = jax.random.normal(jax.random.key(2), (8, 40))
+    squares, total = np.zeros((40, 40)), np.zeros_like(k)
+    for _ in range(10):  # the same batch every step: coherent steps
+        grad = jax.grad(lambda k: jnp.sum(c * tangent.tangent_matmul(x, k)))(jnp.asarray(k, jnp.float32))
+        step = -3e-4 * np.asarray(grad, np.float64)
+        squares, total, k = squares + step.T @ step, total + step, k + step
+    residual = k.T @ k - np.eye(40)
+    assert np.linalg.norm(residual - squares, 2) <= 0.1 * np.linalg.norm(residual, 2)
+    assert np.linalg.norm(residual, 2) <= 0.2 * np.linalg.norm(total, 2) ** 2
+
+
 @pytest.mark.parametrize("shape", [(64, 64), (96, 40), (40, 96)])
 def test_residual_estimate_matches_the_gram(shape):
     w = orthonormal(shape) + 3e-3 * jax.random.normal(jax.random.key(1), shape)
