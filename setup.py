@@ -10,7 +10,8 @@ setup(
     ),
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["lipsort", "lipsort.*"]),
+    # configs: the experiment configs, importable (configs.common) from any directory.
+    packages=find_packages(include=["lipsort", "lipsort.*", "configs"]),
     python_requires=">=3.10",
     install_requires=[
         # nnx.split/merge, nnx.Optimizer(wrt=...) and jax.enable_x64 as a context manager.
@@ -33,7 +34,7 @@ setup(
         "tensorflow-datasets>=4.9.10",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "ruff>=0.5"],
         # Kept so `pip install -e ".[test,tfds]"` still works; tfds is now a core dependency.
         "tfds": ["tensorflow-datasets>=4.9.10"],
     },

@@ -11,10 +11,9 @@ wall_time_s 263.4 (4.4 min; ~12 generator steps/s). Result (seed 0): recognisabl
 garments (experiments/results/gan_fashion_mnist_samples.png); the WGAN-GP critic's gap on
 1,000 held-out images is 1.95 (uncertified: its lipschitz_upper_bound is 16.1).
 """
-from lipsort.gan import gan_config
+from configs import common
 
 
 def get_config(arg=None):
-    if arg not in (None, "", "quick"):
-        raise ValueError(f"configs/gan_fashion_mnist.py takes no argument or 'quick', got {arg!r}.")
-    return gan_config("fashion_mnist", quick=arg == "quick")
+    args = common.parse_arg(arg, __file__)
+    return common.gan_config("fashion_mnist", quick=args.quick)

@@ -14,10 +14,9 @@ Result (seed 0, bundled data): recognisable but noisy digits (experiments/result
 gan_mnist_samples.png); the WGAN-GP critic's gap E D(test) − E D(G(z)) on 1,000 held-out
 digits is 2.56 (uncertified: its lipschitz_upper_bound is 16.5).
 """
-from lipsort.gan import gan_config
+from configs import common
 
 
 def get_config(arg=None):
-    if arg not in (None, "", "quick"):
-        raise ValueError(f"configs/gan_mnist.py takes no argument or 'quick', got {arg!r}.")
-    return gan_config("mnist", quick=arg == "quick")
+    args = common.parse_arg(arg, __file__)
+    return common.gan_config("mnist", quick=args.quick)

@@ -16,22 +16,16 @@ clean 77.6 %, certified / PGD at ε = 0.1: 50.5 % / 55.4 % (ReLU, same constrain
 29.3 % / 40.9 %; unconstrained: 88.3 %, 0 % / 5.1 %).
 All of it: experiments/results/robustness_fashion_mnist.md.
 """
-import importlib.util
-import os
+from configs import common, robust_mnist_linf
 
-_spec = importlib.util.spec_from_file_location(
-    "robust_mnist_linf", os.path.join(os.path.dirname(os.path.abspath(__file__)), "robust_mnist_linf.py"))
-_base = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_base)
-
-KINDS = _base.KINDS
+KINDS = robust_mnist_linf.KINDS
 
 
 def get_config(arg=None):
-    args = _base.parse_arg(arg, "robust_fashion_mnist_linf.py")
-    config = _base.get_config(arg)
+    args = common.parse_arg(arg, __file__, kinds=KINDS)
+    config = robust_mnist_linf.get_config(arg)
     config.data.dataset = "fashion_mnist"
-    if "quick" not in args:
+    if not args.quick:
         # 15× the training set of the bundled MNIST: 1000 steps of 256 ≈ 4.3 epochs of 60k,
         # what the 2-core CPU budget of the table allows (see robustness_fashion_mnist.md).
         config.train.num_steps = 1000

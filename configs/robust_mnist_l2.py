@@ -26,80 +26,14 @@ constraint: 94.7 %, 79.5 % / 87.4 % and 8.8 % / 48.0 %; unconstrained: 95.5 %, 0
 and 0 % / 13.8 %). All of it: experiments/results/robustness_mnist.md (width 512:
 robustness_mnist_w512.md).
 """
-import ml_collections
+from configs import common
 
-KINDS = ("relu", "unconstrained")
-ARGS = ("quick",) + KINDS
-
-
-def parse_arg(arg, name):
-    """The set of comma-separated arguments, each checked."""
-    parts = {a for a in (arg or "").split(",") if a}
-    unknown = parts - set(ARGS)
-    if unknown or {"relu", "unconstrained"} <= parts:
-        raise ValueError(
-            f"configs/{name} takes comma-separated arguments from {ARGS} (relu and "
-            f"unconstrained exclude each other), got {arg!r}."
-        )
-    return parts
-
-
-def base_config(quick):
-    """What the ℓ2 and ℓ∞ robustness configs share: data, training, evaluation, and the
-    model's architecture (its constraint, activation, norm and margin are each file's)."""
-    config = ml_collections.ConfigDict()
-    config.experiment = "classify"
-    config.seed = 0
-
-    config.model = ml_collections.ConfigDict()
-    config.model.widths = (128, 128, 128) if quick else (1024, 1024, 1024)
-    config.model.group_size = 2
-    config.model.lipschitz_constant = 1.0
-
-    config.train = ml_collections.ConfigDict()
-    config.train.num_steps = 150 if quick else 400
-    config.train.batch_size = 256
-    config.train.learning_rate = 1e-3
-    config.train.optimizer = "adam"
-    config.train.schedule = "cosine"
-    config.train.loss = "multiclass_hinge"
-    config.train.log_every = 25 if quick else 50
-    config.train.checkpoint_every = 150 if quick else 200
-
-    config.data = ml_collections.ConfigDict()
-    config.data.dataset = "mnist"
-    config.data.source = "auto"
-    config.data.data_dir = ""
-    config.data.pixel_range = (0.0, 1.0)
-    config.data.num_train = 2000 if quick else 0  # 0 = all
-    config.data.num_test = 500 if quick else 0
-
-    config.eval = ml_collections.ConfigDict()
-    config.eval.attack_steps = 10 if quick else 20
-    config.eval.batch_size = 1000
-
-    config.certify = ml_collections.ConfigDict()
-    config.certify.search_steps = 5 if quick else 10
-    return config
-
-
-def apply_kind(config, args):
-    """The baselines: ``relu`` (same constraint) or ``unconstrained`` (the usual network)."""
-    if "relu" in args:
-        config.model.activation = "relu"
-    if "unconstrained" in args:
-        # No constraint, ReLU, cross-entropy, the usual Adam rate. Its certificate is the
-        # product of the raw layers' operator norms, far too loose to certify anything.
-        config.model.activation = "relu"
-        config.model.constraint = "none"
-        config.train.loss = "cross_entropy"
-        config.train.learning_rate = 1e-3
-    return config
+KINDS = common.ROBUST_KINDS
 
 
 def get_config(arg=None):
-    args = parse_arg(arg, "robust_mnist_l2.py")
-    config = base_config("quick" in args)
+    args = common.parse_arg(arg, __file__, kinds=KINDS)
+    config = common.robust_base_config(args.quick)
     config.model.activation = "group_sort"
     config.model.constraint = "bjorck"
     config.model.norm = "l2"
@@ -111,4 +45,4 @@ def get_config(arg=None):
     config.model.bjorck_training = "retraction"
     config.train.margin = 1.5
     config.eval.epsilons = (0.3, 0.5, 1.0, 1.58)
-    return apply_kind(config, args)
+    return common.robust_apply_kind(config, args.kind)

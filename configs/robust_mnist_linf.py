@@ -28,21 +28,14 @@ clean 90.3 %, certified / PGD at ε = 0.1: 66.7 % / 75.3 % (ReLU, same constrain
 37.9 % / 54.7 %; unconstrained: 95.5 %, 0 % / 10.3 %). All of it:
 experiments/results/robustness_mnist.md (width 512: robustness_mnist_w512.md).
 """
-import importlib.util
-import os
+from configs import common
 
-_spec = importlib.util.spec_from_file_location(
-    "robust_mnist_l2", os.path.join(os.path.dirname(os.path.abspath(__file__)), "robust_mnist_l2.py"))
-_base = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_base)
-
-KINDS = _base.KINDS
-parse_arg = _base.parse_arg
+KINDS = common.ROBUST_KINDS
 
 
 def get_config(arg=None):
-    args = parse_arg(arg, "robust_mnist_linf.py")
-    config = _base.base_config("quick" in args)
+    args = common.parse_arg(arg, __file__, kinds=KINDS)
+    config = common.robust_base_config(args.quick)
     config.model.activation = "max_min"
     config.model.constraint = "linf"
     config.model.first_constraint = None  # None: linf (ℓ∞ → ℓ∞); "two_inf" with norm l2: ℓ2 → ℓ∞
@@ -53,4 +46,4 @@ def get_config(arg=None):
     config.train.learning_rate = 1e-2
     config.train.margin = 0.3
     config.eval.epsilons = (0.01, 0.03, 0.05, 0.1, 0.3)
-    return _base.apply_kind(config, args)
+    return common.robust_apply_kind(config, args.kind)

@@ -11,11 +11,11 @@ ReLU + Björck max_abs_error 0.195 (≈ 120× larger), mean ‖∂f/∂x‖ 0.61
 """
 import ml_collections
 
+from configs import common
+
 
 def get_config(arg=None):
-    quick = arg == "quick"
-    if arg not in (None, "", "quick"):
-        raise ValueError(f"configs/toy_abs.py takes no argument or 'quick', got {arg!r}.")
+    quick = common.parse_arg(arg, __file__).quick
     config = ml_collections.ConfigDict()
     config.experiment = "fit"
     config.seed = 0

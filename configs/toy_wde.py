@@ -4,7 +4,7 @@ r"""Wasserstein-1 estimation between toy distributions with a known W1.
     python -m lipsort.main --config=configs/toy_wde.py:translate,quick
 
 KIND ∈ {point_pm1, cones, sphere128, translate, gaussians_1d} (default cones), optionally
-followed by ",quick". See lipsort/distributions.py for the pairs and their W1.
+followed by ",quick". See lipsort/data/toys.py for the pairs and their W1.
 
 Time on 2 CPU cores (measured, in-process): cones ~2 min (8000 steps), the others
 ~15–25 s; quick ~10 s.
@@ -18,16 +18,14 @@ The estimate never exceeds the exact OT value and lipschitz_upper_bound ≤ 1 in
 """
 import ml_collections
 
+from configs import common
+
 KINDS = ("point_pm1", "cones", "sphere128", "translate", "gaussians_1d")
 
 
 def get_config(arg=None):
-    tokens = [t for t in (arg or "").split(",") if t]
-    quick = "quick" in tokens
-    kinds = [t for t in tokens if t != "quick"]
-    if len(kinds) > 1 or (kinds and kinds[0] not in KINDS):
-        raise ValueError(f"configs/toy_wde.py takes KIND[,quick] with KIND in {KINDS}, got {arg!r}.")
-    kind = kinds[0] if kinds else "cones"
+    args = common.parse_arg(arg, __file__, kinds=KINDS, default_kind="cones")
+    quick, kind = args.quick, args.kind
 
     config = ml_collections.ConfigDict()
     config.experiment = "wde"

@@ -11,11 +11,11 @@ the moons: BCE keeps pushing margins that a 1-Lipschitz network cannot give).
 """
 import ml_collections
 
+from configs import common
+
 
 def get_config(arg=None):
-    quick = arg == "quick"
-    if arg not in (None, "", "quick"):
-        raise ValueError(f"configs/two_moons.py takes no argument or 'quick', got {arg!r}.")
+    quick = common.parse_arg(arg, __file__).quick
     config = ml_collections.ConfigDict()
     config.experiment = "classify"
     config.seed = 0

@@ -6,16 +6,15 @@ r"""Wasserstein-1 between CIFAR10 and a WGAN-GP generator: the paper's CIFAR10 c
 Needs CIFAR10 prepared for tensorflow-datasets (`tfds build cifar10
 --file_format=array_record` where there is internet) or IDX files in config.data.data_dir;
 without them the run stops at once with DataUnavailableError saying so. Critic MLP
-3072 → 720 → 720 → 1, GroupSort(9), Björck (retraction); generator lipsort.gan's MLP
+3072 → 720 → 720 → 1, GroupSort(9), Björck (retraction); generator lipsort.tasks.gan's MLP
 with a 3072-pixel output (sigmoid to [0, 1]), trained first if missing.
 
 Not run here: this machine has no CIFAR10 (no internet), so there is no measured time or
 result for this config yet.
 """
-from lipsort.wde import image_config
+from configs import common
 
 
 def get_config(arg=None):
-    if arg not in (None, "", "quick"):
-        raise ValueError(f"configs/wde_cifar10.py takes no argument or 'quick', got {arg!r}.")
-    return image_config("cifar10", quick=arg == "quick")
+    args = common.parse_arg(arg, __file__)
+    return common.wde_image_config("cifar10", quick=args.quick)

@@ -15,10 +15,9 @@ Measured 2026-11-22 on 2 CPU cores, shared with other jobs, with the first comma
 wasserstein_estimate 1.206, exact_w1_samples 5.875, lipschitz_upper_bound ≤ 1. Plus
 4.4 min the first time, to train the generator (configs/gan_fashion_mnist.py).
 """
-from lipsort.wde import image_config
+from configs import common
 
 
 def get_config(arg=None):
-    if arg not in (None, "", "quick"):
-        raise ValueError(f"configs/wde_fashion_mnist.py takes no argument or 'quick', got {arg!r}.")
-    return image_config("fashion_mnist", quick=arg == "quick")
+    args = common.parse_arg(arg, __file__)
+    return common.wde_image_config("fashion_mnist", quick=args.quick)

@@ -23,10 +23,9 @@ Measured 2026-11-22 on 2 CPU cores, shared with other jobs (load average ~6), se
 (1,000 vs 1,000 held-out samples), lipschitz_upper_bound 0.9999994. Plus ~5.5 min the
 first time, to train the generator. quick: ~35 s (measured, generator reused).
 """
-from lipsort.wde import image_config
+from configs import common
 
 
 def get_config(arg=None):
-    if arg not in (None, "", "quick"):
-        raise ValueError(f"configs/wde_mnist.py takes no argument or 'quick', got {arg!r}.")
-    return image_config("mnist", quick=arg == "quick")
+    args = common.parse_arg(arg, __file__)
+    return common.wde_image_config("mnist", quick=args.quick)

@@ -20,7 +20,6 @@ would be a bug in the certificate or the attack, not a result.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -33,6 +32,8 @@ sys.path.insert(0, REPO)
 from absl import logging  # noqa: E402
 
 from lipsort import plots, train  # noqa: E402
+from lipsort import workdir as run_files  # noqa: E402
+from lipsort.config_loader import load_config  # noqa: E402
 
 RESULTS = os.path.join(REPO, "experiments", "results")
 DATASETS = ("mnist", "fashion_mnist")
@@ -55,17 +56,10 @@ REFERENCES = (
 TOL = 1e-9
 
 
-def load_config(name: str, arg: str | None):
-    path = os.path.join(REPO, "configs", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
-
-
-def config_arg(kind: str | None, quick: bool) -> str | None:
+def config_spec(name: str, kind: str | None, quick: bool) -> str:
+    """``NAME[:ARG]`` for lipsort.config_loader.load_config."""
     parts = [p for p in (kind, "quick" if quick else None) if p]
-    return ",".join(parts) or None
+    return f"{name}:{','.join(parts)}" if parts else name
 
 
 def run(workdir: str, config) -> dict:
@@ -73,7 +67,7 @@ def run(workdir: str, config) -> dict:
     path = os.path.join(workdir, "results.json")
     if os.path.exists(path):
         with open(os.path.join(workdir, "config.json")) as f:
-            if json.load(f) != train.config_to_dict(config):
+            if json.load(f) != run_files.config_to_dict(config):
                 raise ValueError(
                     f"{workdir} holds a finished run of another config; delete it or pass another --runs_dir."
                 )
@@ -121,7 +115,7 @@ def norm_section(norm: str, rows: list[tuple[str, str, dict]]) -> list[str]:
 
 
 def checks(sections: dict) -> list[str]:
-    """The issue's expectations, evaluated on the numbers above (never asserted blindly)."""
+    """The expected orderings (certified ≤ attacked ≤ clean; GroupSort vs ReLU), evaluated on the numbers above (never asserted blindly)."""
     lines = ["### Checks (computed from the tables above)", ""]
     pairs = (("linf", "maxmin_linf", "relu_linf"), ("l2", "groupsort_bjorck", "relu_bjorck"))
     for norm, sort_name, relu_name in pairs:
@@ -183,7 +177,7 @@ def main():
         parser.error(f"unknown model(s) {sorted(set(only) - set(names))}; valid: {names}")
     # Build every config first: a bad config or missing data fails before hours of work.
     configs = {
-        name: load_config(f"robust_{args.dataset}_{norm}", config_arg(kind, args.quick))
+        name: load_config(config_spec(f"robust_{args.dataset}_{norm}", kind, args.quick))
         for name, norm, kind, _ in MODELS
     }
     for config in configs.values():

@@ -17,7 +17,6 @@ Writes experiments/results/toys.md and the PNG figures it shows.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -32,7 +31,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import logging  # noqa: E402
 
-from lipsort import plots, train  # noqa: E402
+from lipsort import config_loader, plots, train  # noqa: E402
 from lipsort.export import load_export, numpy_forward  # noqa: E402
 
 RESULTS = os.path.join(REPO, "experiments", "results")
@@ -42,10 +41,8 @@ WDE_KINDS = ("point_pm1", "cones", "sphere128", "translate", "gaussians_1d")
 
 
 def load_config(name: str, arg: str | None):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    """configs/NAME.py with ARG (None: none)."""
+    return config_loader.load_config(name if arg is None else f"{name}:{arg}")
 
 
 def act_label(activation: str, group_size) -> str:

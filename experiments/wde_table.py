@@ -34,7 +34,8 @@ sys.path.insert(0, REPO)
 from absl import logging  # noqa: E402
 
 from lipsort import data as lipsort_data  # noqa: E402
-from lipsort import train, wde  # noqa: E402
+from lipsort import train  # noqa: E402
+from lipsort.config_loader import load_config  # noqa: E402
 
 # (label, activation, group size): the paper's rows. Maxout takes the max of pairs, so
 # its next layer sees 360 inputs (it is 1-Lipschitz but halves the width).
@@ -63,10 +64,15 @@ POSTER = {
 POSTER_COLUMN = {"mnist": 0, "cifar10": 1}
 
 
+def dataset_config(dataset: str, quick: bool = False):
+    """configs/wde_<dataset>.py (with ``quick``: its ``:quick`` variant)."""
+    return load_config(f"wde_{dataset}:quick" if quick else f"wde_{dataset}")
+
+
 def cell_config(dataset: str, activation: str, group_size, constraint: str, seed: int, steps: int | None,
                 quick: bool):
     """configs/wde_<dataset>.py with one cell's critic."""
-    config = wde.image_config(dataset, quick=quick)
+    config = dataset_config(dataset, quick=quick)
     config.seed = seed
     config.model.activation = activation
     config.model.group_size = group_size if group_size is not None else 2  # unused by relu
@@ -190,14 +196,14 @@ def write_markdown(path, dataset, rows, cells, command) -> None:
 def notes(dataset: str, rows: list[dict]) -> list[str]:
     """What the numbers mean and where they differ from the paper's setting."""
     steps = sorted({r["steps"] for r in rows})
-    default = int(wde.image_config(dataset).train.num_steps)
+    default = int(dataset_config(dataset).train.num_steps)
     return [
         f"- Critics trained {', '.join(map(str, steps))} steps (the config's default is {default}; "
         "the sweep is cut to fit 30 runs per data set into ~20 min of a shared 2-core CPU). "
         "The critics are far from converged, so all estimates are lower than a long run's; "
         "the comparison is between architectures at equal training budget.",
         "- The absolute values cannot match the poster's: a different generator (our small MLP "
-        "WGAN-GP, lipsort.gan), pixels in [0, 1], and a short critic training. The orderings are "
+        "WGAN-GP, lipsort.tasks.gan), pixels in [0, 1], and a short critic training. The orderings are "
         "what this table compares.",
         "- exact_w1_samples is the exact OT cost between the same held-out samples (POT emd2). "
         "In 784 dimensions the empirical W1 of 1,000 samples per side is far above the "
@@ -211,7 +217,7 @@ def notes(dataset: str, rows: list[dict]) -> list[str]:
 
 
 def _batch(dataset: str) -> int:
-    return int(wde.image_config(dataset).train.batch_size)
+    return int(dataset_config(dataset).train.batch_size)
 
 
 def plot(path, dataset, cells) -> None:
@@ -253,7 +259,7 @@ def main(argv=None) -> int:
     seeds = [int(s) for s in args.seeds.split(",") if s]
     # Fail before any training when the data is not here (e.g. CIFAR10 not prepared).
     try:
-        lipsort_data.load(wde.image_config(args.dataset, quick=args.quick).data)
+        lipsort_data.load(dataset_config(args.dataset, quick=args.quick).data)
     except lipsort_data.DataUnavailableError as e:
         print(f"wde_table: {args.dataset} is not available: {e}", file=sys.stderr)
         return 2

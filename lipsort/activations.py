@@ -11,13 +11,20 @@ a permutation matrix almost everywhere: it is 1-Lipschitz in every ℓp norm and
                     shrinks the axis from d to d/n.
 
 All functions are pure, jit-able and differentiable; ``axis`` may be any axis.
+
+The registry (:class:`Activation` entries, :func:`lookup`) is the one place that knows
+an activation: its JAX function, its numpy twin (what an export runs), its Lipschitz
+constant, how it groups and resizes an axis. To add one, write its function here and
+register an :class:`Activation`; models, exports and certificates pick it up.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 
@@ -104,23 +111,95 @@ def absolute(x: Array, axis: int = -1) -> Array:
     return jnp.abs(x)
 
 
-# name → (function of (x, group_size, axis), whether it needs a group_size)
-_REGISTRY: dict[str, tuple[Callable[..., Array], bool]] = {
-    "relu": (lambda x, group_size, axis: relu(x, axis), False),
-    "abs": (lambda x, group_size, axis: absolute(x, axis), False),
-    "max_min": (lambda x, group_size, axis: max_min(x, axis), False),
-    "group_sort": (group_sort, True),
-    "full_sort": (lambda x, group_size, axis: full_sort(x, axis), False),
-    "maxout": (maxout, True),
-}
+def _np_groups(h: np.ndarray, group: int) -> np.ndarray:
+    return h.reshape(h.shape[:-1] + (h.shape[-1] // group, group))
 
+
+def _np_sort_groups(h: np.ndarray, group: int) -> np.ndarray:
+    return np.sort(_np_groups(h, group), axis=-1).reshape(h.shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class Activation:
+    """One registry entry: everything the library needs to know about an activation.
+
+    Attributes:
+      name: the config string (``config.model.activation``).
+      fn: the JAX function ``fn(x, group, axis)``; ``group`` is :meth:`group` of the
+        axis (None for elementwise activations).
+      numpy_fn: the same function in numpy on the last axis, ``numpy_fn(h, group)``:
+        what :func:`lipsort.export.numpy_forward` runs on an export.
+      group: ``group(width, group_size)`` → the size of the groups the axis is split
+        into (None: elementwise). It must divide the width.
+      takes_group_size: whether ``config.model.group_size`` is used (and required).
+      shrinks: the output has width/group entries (maxout) instead of width.
+      lipschitz: the Lipschitz constant in every ℓp norm (1 for all of ours).
+    """
+
+    name: str
+    fn: Callable[[Array, int | None, int], Array]
+    numpy_fn: Callable[[np.ndarray, int | None], np.ndarray]
+    group: Callable[[int, int | None], int | None] = lambda width, group_size: None
+    takes_group_size: bool = False
+    shrinks: bool = False
+    lipschitz: float = 1.0
+
+    def check_group_size(self, group_size) -> None:
+        if self.takes_group_size:
+            if group_size is None:
+                raise ValueError(f"activation {self.name!r} needs a group_size (a positive integer).")
+            _check_positive_group_size(group_size)
+
+    def output_width(self, width: int, group_size: int | None = None) -> int:
+        """Width after the activation; a group that does not divide ``width`` is an error."""
+        self.check_group_size(group_size)
+        group = self.group(width, group_size)
+        if group is not None:
+            what = "the layer width" + (" (max_min pairs units)" if self.name == "max_min" else "")
+            _check_group_size(width, group, what)
+        return width // group if self.shrinks and group else width
+
+    def bind(self, group_size: int | None = None) -> Callable[..., Array]:
+        """``act(x, axis=-1)`` with the group size fixed."""
+        self.check_group_size(group_size)
+        return lambda x, axis=-1: self.fn(x, self.group(x.shape[axis], group_size), axis)
+
+    def numpy(self, h: np.ndarray, group_size: int | None = None) -> np.ndarray:
+        """The activation on the last axis of a numpy array."""
+        return self.numpy_fn(h, self.group(h.shape[-1], group_size))
+
+
+_REGISTRY: dict[str, Activation] = {}
+
+
+def register_activation(activation: Activation) -> Activation:
+    """Adds an activation to the registry (a name may be registered once)."""
+    if activation.name in _REGISTRY:
+        raise ValueError(f"activation {activation.name!r} is already registered.")
+    _REGISTRY[activation.name] = activation
+    return activation
+
+
+for _entry in (
+    Activation("relu", lambda x, g, axis: relu(x, axis), lambda h, g: np.maximum(h, 0)),
+    Activation("abs", lambda x, g, axis: absolute(x, axis), lambda h, g: np.abs(h)),
+    Activation("max_min", lambda x, g, axis: max_min(x, axis), _np_sort_groups, group=lambda w, n: 2),
+    Activation("group_sort", group_sort, _np_sort_groups, group=lambda w, n: n, takes_group_size=True),
+    Activation("full_sort", lambda x, g, axis: full_sort(x, axis), _np_sort_groups, group=lambda w, n: w),
+    Activation("maxout", maxout, lambda h, g: _np_groups(h, g).max(axis=-1), group=lambda w, n: n,
+               takes_group_size=True, shrinks=True),
+):
+    register_activation(_entry)
+
+# The registered names (built-ins and any added above this line).
 ACTIVATIONS: tuple[str, ...] = tuple(_REGISTRY)
 
 
-def _lookup(name: str) -> tuple[Callable[..., Array], bool]:
+def lookup(name: str) -> Activation:
+    """The registry entry of ``name``; an unknown name is an error listing the valid ones."""
     if name not in _REGISTRY:
         raise ValueError(
-            f"Unknown activation {name!r}; valid activations are: {', '.join(ACTIVATIONS)}."
+            f"Unknown activation {name!r}; valid activations are: {', '.join(_REGISTRY)}."
         )
     return _REGISTRY[name]
 
@@ -128,27 +207,12 @@ def _lookup(name: str) -> tuple[Callable[..., Array], bool]:
 def get_activation(name: str, group_size: int | None = None) -> Callable[..., Array]:
     """Returns ``act(x, axis=-1)`` for a registry name.
 
-    ``group_size`` is required by (and only used for) ``group_sort`` and ``maxout``.
+    ``group_size`` is required by (and only used for) activations that take one
+    (``group_sort``, ``maxout``).
     """
-    fn, needs_group = _lookup(name)
-    if needs_group:
-        if group_size is None:
-            raise ValueError(f"activation {name!r} needs a group_size (a positive integer).")
-        _check_positive_group_size(group_size)
-    return lambda x, axis=-1: fn(x, group_size, axis)
+    return lookup(name).bind(group_size)
 
 
 def activation_output_width(name: str, width: int, group_size: int | None = None) -> int:
-    """Width after the activation: maxout shrinks d → d/n, the others keep d.
-
-    Raises the same clear error as the activation itself when the group size does not
-    divide the width, so a model can be checked before any computation.
-    """
-    _, needs_group = _lookup(name)
-    if name == "max_min":
-        _check_group_size(width, 2, "the layer width (max_min pairs units)")
-    if needs_group:
-        if group_size is None:
-            raise ValueError(f"activation {name!r} needs a group_size (a positive integer).")
-        _check_group_size(width, group_size, "the layer width")
-    return width // group_size if name == "maxout" else width
+    """Width after the activation (maxout shrinks d → d/n); checks the group size first."""
+    return lookup(name).output_width(width, group_size)

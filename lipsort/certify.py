@@ -21,24 +21,24 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lipsort import norms
-from lipsort.export import ExportedModel
+import numpy as np
+
+from lipsort.export import ExportedModel, export_apply, export_params, record_type
 
 Array = jax.Array
 Fn = Callable[[Array], Array]  # batched: (B, d) → (B, m)
 
 
 def layer_operator_norms(exported: ExportedModel) -> list[float]:
-    """Exact norm of each exported layer, in its (p_in, p_out) pair, in float64."""
-    return [
-        norms.operator_norm(exported.arrays[f"kernel_{i}"], p, q)
-        for i, (p, q) in enumerate(exported.layer_norms())
-    ]
+    """Exact norm of each exported linear record, in its (p_in, p_out) pair, in float64
+    (recomputed from the stored arrays, not read from the records' ``bound``)."""
+    return [record_type(r).bound(r, exported.arrays) for r in exported.linear_layers]
 
 
 def lipschitz_upper_bound(exported: ExportedModel) -> float:
-    """Certified Lip(f) from the input norm to the output norm of the export."""
-    return float(math.prod(layer_operator_norms(exported)))
+    """Certified Lip(f) from the input norm to the output norm of the export: the product
+    of every record's bound (linear records' operator norms, activations' constants)."""
+    return float(math.prod(record_type(r).bound(r, exported.arrays) for r in exported.layers))
 
 
 def io_norms(exported: ExportedModel) -> tuple[float, float]:
@@ -166,10 +166,8 @@ def lipschitz_lower_bound(
 
 def export_lower_bound(exported: ExportedModel, x0: Array, key: Array, steps: int = 50) -> float:
     """The lower-bound search on an export's function, in the export's norms."""
-    from lipsort.export import export_apply, export_params
-
     p, q = io_norms(exported)
-    apply = export_apply(exported.meta["activation"], exported.meta["group_size"])
+    apply = export_apply(exported)
     return lipschitz_lower_bound(apply, x0, p, q, key, steps=steps, params=export_params(exported))
 
 

@@ -1,17 +1,29 @@
-"""Export of a trained Lipschitz MLP to plain weights anyone can check with numpy.
+"""The typed export of a trained model: plain float32 arrays anyone can check with numpy.
 
-An export is ``export.npz`` (float32 ``kernel_0``, ``bias_0``, ``kernel_1``, … in layer
-order, kernel shape (in, out), K folded into the last layer) and ``export.json``
-(``activation``, ``group_size``, ``norm``, ``lipschitz_constant``, ``layer_sizes``,
-plus ``kernel_shapes``, ``constraints`` and ``layer_norms``, the (p_in, p_out) pair in which each layer is
-bounded). The function is ``h ← h @ kernel_i + bias_i`` with the activation between
-layers, not after the last: see :func:`numpy_forward`, which needs nothing but numpy.
+An export is ``export.npz`` (float32 arrays) and ``export.json`` (format 2):
 
-Constraints are applied exactly at export (Björck finished to float32 precision in
-float64, spectral divided by the exact σ_max), so inference pays no constraint cost. A
-layer whose exact norm still exceeds its bound after the cast to float32 (by rounding)
-is shrunk until it does not, so the certificate of :mod:`lipsort.certify` holds for the
-float32 arrays as stored.
+- ``input_shape``: the input without its batch axis (``[784]``; ``[H, W, C]`` for images);
+- ``layers``: the records applied in order (the record types below); each linear record
+  names its arrays and carries ``bound``, its certified operator norm in its ``norms``
+  (exact, float64, from the stored float32 arrays); the certificate is the product of
+  the linear records' bounds times the activations' ``lipschitz``; K is folded into the
+  last linear record;
+- for dense models also the flat keys of format 1 (``activation``, ``group_size``,
+  ``norm``, ``lipschitz_constant``, ``layer_sizes``, ``kernel_shapes``, ``constraints``,
+  ``layer_norms``; arrays ``kernel_i``/``bias_i``), so older readers keep working.
+  Exports without ``layers`` (format 1) still load: :func:`load_export` rebuilds their
+  records from the flat keys.
+
+Record types (:data:`RECORD_TYPES`; a new layer kind is one new entry):
+
+- ``{"type": "dense", "kernel", "bias", "constraint", "norms": [p_in, p_out], "bound"}``:
+  h ← h @ kernel + bias, kernel (in, out);
+- ``{"type": "activation", "name", "group_size", "lipschitz"}`` on the last axis.
+
+Constraints are applied exactly at export (:meth:`lipsort.layers.LipschitzDense.export_kernel`),
+so inference pays no constraint cost. A kernel whose exact norm still exceeds its bound
+after the cast to float32 (by rounding) is shrunk until it does not, so the certificate
+of :mod:`lipsort.certify` holds for the float32 arrays as stored.
 """
 from __future__ import annotations
 
@@ -20,15 +32,84 @@ import functools
 import json
 import math
 import os
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from lipsort import norms
-from lipsort.models import LipschitzMLP, layer_norm_chain
+from lipsort import activations, constraints, norms
 
 EXPORT_ARRAYS = "export.npz"
 EXPORT_META = "export.json"
+FORMAT = 2
+
+
+def norm_name(p: float) -> str:
+    """The JSON name of a norm: "inf" or "2"."""
+    return "inf" if p == math.inf else "2"
+
+
+def parse_norm(p) -> float:
+    return math.inf if p in ("inf", math.inf) else 2
+
+
+# --- record types ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordType:
+    """How one kind of export record computes and certifies.
+
+    Attributes:
+      numpy: ``numpy(record, arrays, h) → h'`` with numpy only.
+      jax: ``jax(record, params, h) → h'`` with JAX arrays (``params``: name → array).
+      bound: ``bound(record, arrays) → float``, the certified Lipschitz constant of the
+        record in its norms (float64, recomputed from the arrays).
+      linear: whether the record is a linear (weight) layer.
+    """
+
+    numpy: Callable[[dict, dict, Any], Any]
+    jax: Callable[[dict, dict, Any], Any]
+    bound: Callable[[dict, dict], float]
+    linear: bool
+
+
+def _dense_bound(record: dict, arrays: dict) -> float:
+    p, q = (parse_norm(v) for v in record["norms"])
+    return constraints.get(record.get("constraint", "none")).bound(arrays[record["kernel"]], p, q)
+
+
+def _activation_numpy(record, arrays, h):
+    return activations.lookup(record["name"]).numpy(h, record["group_size"])
+
+
+def _activation_jax(record, params, h):
+    return activations.get_activation(record["name"], record["group_size"])(h)
+
+
+RECORD_TYPES: dict[str, RecordType] = {
+    "dense": RecordType(
+        numpy=lambda r, arrays, h: h @ arrays[r["kernel"]] + arrays[r["bias"]],
+        jax=lambda r, params, h: h @ params[r["kernel"]] + params[r["bias"]],
+        bound=_dense_bound,
+        linear=True,
+    ),
+    "activation": RecordType(
+        numpy=_activation_numpy,
+        jax=_activation_jax,
+        bound=lambda r, arrays: float(r.get("lipschitz", activations.lookup(r["name"]).lipschitz)),
+        linear=False,
+    ),
+}
+
+
+def record_type(record: dict) -> RecordType:
+    kind = record.get("type")
+    if kind not in RECORD_TYPES:
+        raise ValueError(f"unknown export record type {kind!r}; known types: {', '.join(RECORD_TYPES)}.")
+    return RECORD_TYPES[kind]
+
+
+# --- the exported model -------------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -37,19 +118,21 @@ class ExportedModel:
     meta: dict[str, Any]
 
     @property
+    def layers(self) -> list[dict]:
+        return self.meta["layers"]
+
+    @property
+    def linear_layers(self) -> list[dict]:
+        return [r for r in self.layers if record_type(r).linear]
+
+    @property
     def num_layers(self) -> int:
-        return sum(1 for k in self.arrays if k.startswith("kernel_"))
+        """Number of linear records."""
+        return len(self.linear_layers)
 
     def layer_norms(self) -> list[tuple[float, float]]:
-        return [tuple(_parse_norm(p) for p in pair) for pair in self.meta["layer_norms"]]
-
-
-def _parse_norm(p) -> float:
-    return math.inf if p in ("inf", math.inf) else 2
-
-
-def _norm_name(p: float) -> str:
-    return "inf" if p == math.inf else "2"
+        """(p_in, p_out) of each linear record, in order."""
+        return [tuple(parse_norm(p) for p in r["norms"]) for r in self.linear_layers]
 
 
 def fit_under(kernel64: np.ndarray, bound: float, p: float, q: float) -> np.ndarray:
@@ -66,24 +149,35 @@ def fit_under(kernel64: np.ndarray, bound: float, p: float, q: float) -> np.ndar
     raise RuntimeError("could not round the kernel under its norm bound; this is a bug.")
 
 
-def export_model(model: LipschitzMLP) -> ExportedModel:
-    """Exact constrained float32 weights of ``model`` with K folded into the last layer."""
+def export_model(model) -> ExportedModel:
+    """Exact constrained float32 weights of a :class:`lipsort.models.LipschitzMLP`, K
+    folded into the last layer, as typed records (and the flat dense keys)."""
+    from lipsort.models import layer_norm_chain  # models imports layers, not export
+
     spec = model.spec
     chain = layer_norm_chain(spec, model.constraints)
     k = model.lipschitz_constant
-    arrays = {}
+    act = activations.lookup(spec.activation)
+    arrays, records = {}, []
     last = len(model.layers) - 1
     for i, (layer, constraint, (p, q)) in enumerate(zip(model.layers, model.constraints, chain)):
         scale = k if i == last else 1.0
         kernel = layer.export_kernel() * scale
-        if constraint != "none":
-            kernel32 = fit_under(kernel, scale, p, q)
-        else:
-            kernel32 = kernel.astype(np.float32)
+        kernel32 = fit_under(kernel, scale, p, q) if constraint != "none" else kernel.astype(np.float32)
         bias = np.asarray(layer.bias[...], np.float64) if layer.bias is not None else np.zeros(kernel.shape[1])
         arrays[f"kernel_{i}"] = kernel32
         arrays[f"bias_{i}"] = (bias * scale).astype(np.float32)
+        record = {"type": "dense", "kernel": f"kernel_{i}", "bias": f"bias_{i}", "constraint": constraint,
+                  "norms": [norm_name(p), norm_name(q)]}
+        record["bound"] = _dense_bound(record, arrays)
+        records.append(record)
+        if i < last:
+            records.append({"type": "activation", "name": spec.activation, "group_size": spec.group_size,
+                            "lipschitz": act.lipschitz})
     meta = {
+        "format": FORMAT,
+        "input_shape": [spec.in_features],
+        "layers": records,
         "activation": spec.activation,
         "group_size": spec.group_size,
         "norm": spec.norm,
@@ -91,7 +185,7 @@ def export_model(model: LipschitzMLP) -> ExportedModel:
         "layer_sizes": spec.layer_sizes(),
         "kernel_shapes": [list(shape) for shape in spec.layer_in_out()],
         "constraints": list(model.constraints),
-        "layer_norms": [[_norm_name(p), _norm_name(q)] for p, q in chain],
+        "layer_norms": [[norm_name(p), norm_name(q)] for p, q in chain],
     }
     return ExportedModel(arrays, meta)
 
@@ -104,8 +198,22 @@ def save_export(exported: ExportedModel, directory: str) -> None:
         json.dump(exported.meta, f, indent=2)
 
 
+def records_from_flat(meta: dict, arrays: dict) -> list[dict]:
+    """The typed records of a format-1 (dense-only, flat keys) export."""
+    n = sum(1 for name in arrays if name.startswith("kernel_"))
+    constraint_names = meta.get("constraints", ["none"] * n)
+    records = []
+    for i, (pair, constraint) in enumerate(zip(meta["layer_norms"], constraint_names)):
+        records.append({"type": "dense", "kernel": f"kernel_{i}", "bias": f"bias_{i}",
+                        "constraint": constraint, "norms": list(pair)})
+        if i < n - 1:
+            records.append({"type": "activation", "name": meta["activation"], "group_size": meta["group_size"],
+                            "lipschitz": 1.0})
+    return records
+
+
 def load_export(directory: str) -> ExportedModel:
-    """Reads an export, with a clear error when files are missing or corrupt."""
+    """Reads an export (format 1 or 2), with a clear error when files are missing or corrupt."""
     paths = [os.path.join(directory, name) for name in (EXPORT_ARRAYS, EXPORT_META)]
     missing = [p for p in paths if not os.path.exists(p)]
     if missing:
@@ -115,73 +223,58 @@ def load_export(directory: str) -> ExportedModel:
             arrays = {name: data[name] for name in data.files}
         with open(paths[1]) as f:
             meta = json.load(f)
-    except (OSError, ValueError) as e:
+        if "layers" not in meta:
+            meta = {**meta, "layers": records_from_flat(meta, arrays),
+                    "input_shape": [int(arrays["kernel_0"].shape[0])]}
+        exported = ExportedModel(arrays, meta)
+        needed = [r[key] for r in exported.linear_layers for key in ("kernel", "bias")]
+    except (OSError, ValueError, KeyError, TypeError) as e:
         raise ValueError(f"corrupt export in {directory!r} ({e}); re-export the model.") from e
-    exported = ExportedModel(arrays, meta)
-    for i in range(exported.num_layers):
-        if f"bias_{i}" not in arrays:
-            raise ValueError(f"corrupt export in {directory!r}: kernel_{i} has no bias_{i}.")
+    absent = [name for name in needed if name not in arrays]
+    if absent:
+        raise ValueError(f"corrupt export in {directory!r}: its records name missing arrays {absent}.")
     return exported
 
 
-def _numpy_activation(h: np.ndarray, name: str, group_size: int | None) -> np.ndarray:
-    """The activations of :mod:`lipsort.activations`, on the last axis, in numpy."""
-    if name == "relu":
-        return np.maximum(h, 0)
-    if name == "abs":
-        return np.abs(h)
-    n = {"max_min": 2, "full_sort": h.shape[-1]}.get(name, group_size)
-    groups = h.reshape(h.shape[:-1] + (h.shape[-1] // n, n))
-    if name == "maxout":
-        return groups.max(axis=-1)
-    return np.sort(groups, axis=-1).reshape(h.shape)
+# --- forward passes ---------------------------------------------------------------------------
 
 
 def numpy_forward(exported: ExportedModel, x: np.ndarray) -> np.ndarray:
-    """f(x) from an export with numpy only: h ← act(h @ kernel_i + bias_i), no act last."""
+    """f(x) from an export with numpy only: the records applied in order."""
     h = np.asarray(x)
-    n = exported.num_layers
-    for i in range(n):
-        h = h @ exported.arrays[f"kernel_{i}"] + exported.arrays[f"bias_{i}"]
-        if i < n - 1:
-            h = _numpy_activation(h, exported.meta["activation"], exported.meta["group_size"])
+    for record in exported.layers:
+        h = record_type(record).numpy(record, exported.arrays, h)
     return h
 
 
+def _frozen(record: dict) -> tuple:
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in record.items() if k != "bound"))
+
+
 @functools.lru_cache(maxsize=None)
-def export_apply(activation: str, group_size: int | None):
-    """apply(params, x) for exports with this activation; one function object per
-    (activation, group_size), so jitted searches over many exports compile once.
-
-    ``params`` is a list of (kernel, bias) pairs, as :func:`export_params` returns.
-    """
-    from lipsort import activations as acts
-
-    act = acts.get_activation(activation, group_size)
+def _apply_for(structure: tuple) -> Callable:
+    records = [dict(r) for r in structure]
 
     def apply(params, x):
         h = x
-        for i, (kernel, bias) in enumerate(params):
-            h = h @ kernel + bias
-            if i < len(params) - 1:
-                h = act(h)
+        for record in records:
+            h = record_type(record).jax(record, params, h)
         return h
 
     return apply
 
 
-def export_params(exported: ExportedModel) -> list:
-    """The export's arrays as a list of (kernel, bias) pairs of JAX arrays."""
+def export_apply(exported: ExportedModel) -> Callable:
+    """``apply(params, x)``: the export's function in JAX (the same as :func:`numpy_forward`).
+
+    One function object per record structure (arrays aside), so jitted searches over many
+    exports of the same architecture compile once; ``params`` is :func:`export_params`.
+    """
+    return _apply_for(tuple(_frozen(r) for r in exported.layers))
+
+
+def export_params(exported: ExportedModel) -> dict:
+    """The export's arrays as a dict of JAX arrays (the ``params`` of :func:`export_apply`)."""
     import jax.numpy as jnp
 
-    return [
-        (jnp.asarray(exported.arrays[f"kernel_{i}"]), jnp.asarray(exported.arrays[f"bias_{i}"]))
-        for i in range(exported.num_layers)
-    ]
-
-
-def jax_forward(exported: ExportedModel):
-    """f(x) of an export in JAX: the same function as :func:`numpy_forward`."""
-    apply = export_apply(exported.meta["activation"], exported.meta["group_size"])
-    params = export_params(exported)
-    return lambda x: apply(params, x)
+    return {name: jnp.asarray(a) for name, a in exported.arrays.items()}

@@ -27,7 +27,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lipsort import activations as acts
-from lipsort.layers import CONSTRAINT_NORMS, LipschitzDense, check_constraint, check_constraint_options
+from lipsort import constraints
+from lipsort.layers import LipschitzDense
 
 Array = jax.Array
 NORMS = ("l2", "linf")
@@ -45,16 +46,16 @@ def resolve_constraints(
     """Per-layer constraints for a network, after checking that they chain in ``norm``."""
     if norm not in NORMS:
         raise ValueError(f"Unknown norm {norm!r}; valid norms are: {', '.join(NORMS)}.")
-    check_constraint(constraint)
+    constraints.get(constraint)
     first = first_constraint or _first_layer_default(constraint, norm)
-    check_constraint(first)
+    constraints.get(first)
     rest = "linf" if constraint == "two_inf" else constraint
     chain = [first] + [rest] * (num_layers - 1)
     if "none" in chain:
         return chain  # a baseline: allowed, and its certificate will say what it is
     p_in = 2 if norm == "l2" else math.inf
     for i, c in enumerate(chain):
-        c_in, c_out = CONSTRAINT_NORMS[c]
+        c_in, c_out = constraints.get(c).norms
         if c_in != p_in:
             raise ValueError(
                 f"layer {i} constraint {c!r} bounds the norm from ℓ{c_in}, but its input is "
@@ -90,6 +91,7 @@ class MLPSpec:
     bjorck_beta: float = 0.5
     power_iters: int = 1
     bjorck_training: str = "unrolled"
+    bjorck_method: str = "bjorck"
     retraction_tol: float = 5e-4
     use_bias: bool = True
 
@@ -125,11 +127,13 @@ class MLPSpec:
         self.layer_in_out()  # group size must divide every width
         _check_lipschitz_constant(self.lipschitz_constant)
         chain = resolve_constraints(len(self.widths) + 1, self.constraint, self.first_constraint, self.norm)
-        check_constraint_options(
-            chain, self.bjorck_iters, self.bjorck_order, self.bjorck_beta, self.power_iters,
-            self.bjorck_training, self.retraction_tol,
-        )
+        for name in dict.fromkeys(chain):  # each constraint in use validates its options
+            constraints.get(name).make_options(self.constraint_options())
         return self
+
+    def constraint_options(self) -> dict[str, Any]:
+        """The constraint option fields (``bjorck_iters``, ``power_iters``, …) of this spec."""
+        return {name: getattr(self, name) for name in constraints.option_fields()}
 
 
 class LipschitzMLP(nnx.Module):
@@ -146,14 +150,9 @@ class LipschitzMLP(nnx.Module):
                     fan_out,
                     constraint=c,
                     use_bias=spec.use_bias,
-                    bjorck_iters=spec.bjorck_iters,
-                    bjorck_order=spec.bjorck_order,
-                    bjorck_beta=spec.bjorck_beta,
-                    power_iters=spec.power_iters,
-                    bjorck_training=spec.bjorck_training,
-                    retraction_tol=spec.retraction_tol,
                     input_grad=i > 0,  # the first layer's input is the data
                     rngs=rngs,
+                    **spec.constraint_options(),
                 )
                 for i, ((fan_in, fan_out), c) in enumerate(zip(spec.layer_in_out(), chain))
             ]
@@ -217,12 +216,12 @@ def build_model(model_config: Any, in_features: int, out_features: int, seed: in
     return LipschitzMLP(spec_from_config(model_config, in_features, out_features), rngs=nnx.Rngs(seed))
 
 
-def layer_norm_chain(spec: MLPSpec, constraints: Sequence[str]) -> list[tuple[float, float]]:
+def layer_norm_chain(spec: MLPSpec, names: Sequence[str]) -> list[tuple[float, float]]:
     """(p_in, p_out) in which each layer's operator norm enters the certificate."""
     p = 2 if spec.norm == "l2" else math.inf
     chain = []
-    for c in constraints:
-        p_in, p_out = CONSTRAINT_NORMS.get(c, (p, p))  # 'none' keeps the current norm
+    for c in names:
+        p_in, p_out = constraints.get(c).norms or (p, p)  # 'none' keeps the current norm
         chain.append((p_in, p_out))
         p = p_out
     return chain

@@ -48,12 +48,12 @@ import numpy as np
 
 from lipsort.orthogonal import (
     HIGHEST,
-    _mm,
-    _bjorck_step,
-    _certified_norm_from_gram,
-    _check_matrix,
-    _gram,
-    _rounding_safety,
+    matmul,
+    bjorck_step,
+    certified_norm_from_gram,
+    check_matrix,
+    gram_matrix,
+    rounding_safety,
     taylor_coefficients,
 )
 
@@ -171,9 +171,9 @@ def low_rank_correction(w: Array, rank: int = LOW_RANK, *, sketch_iters: int = 1
     # for a Wᵀ·X product, which costs ~10× the product itself at rank 16).
     times_wt = lambda x: jnp.einsum("rn,mn->rm", x, w, precision=HIGHEST)  # X Wᵀ
     if tall:  # X E = (X Wᵀ) W − X
-        apply_e = lambda x: _mm(times_wt(x), w) - x
+        apply_e = lambda x: matmul(times_wt(x), w) - x
     else:  # X E = (X W) Wᵀ − X
-        apply_e = lambda x: jnp.einsum("rn,mn->rm", _mm(x, w), w, precision=HIGHEST) - x
+        apply_e = lambda x: jnp.einsum("rn,mn->rm", matmul(x, w), w, precision=HIGHEST) - x
     # A trace-time constant: no random numbers drawn inside the training step.
     omega = np.random.default_rng(0).standard_normal((rank, n)).astype(w.dtype)
     y = apply_e(jnp.asarray(omega))
@@ -185,8 +185,8 @@ def low_rank_correction(w: Array, rank: int = LOW_RANK, *, sketch_iters: int = 1
     v = vecs.T @ q  # rows: Ritz vectors
     shrink = 1.0 - jax.lax.rsqrt(jnp.maximum(1.0 + lam, 0.25))  # 1 − (1 + λ)^{-1/2}; λ ≥ −¾ kept finite
     if tall:  # W − (W Vᵀ) diag(shrink) V
-        return w - _mm(times_wt(v).T * shrink, v)
-    return w - jnp.einsum("rm,rn->mn", v * shrink[:, None], _mm(v, w), precision=HIGHEST)
+        return w - matmul(times_wt(v).T * shrink, v)
+    return w - jnp.einsum("rm,rn->mn", v * shrink[:, None], matmul(v, w), precision=HIGHEST)
 
 
 def retract(
@@ -215,8 +215,8 @@ def retract(
       and ``corrections`` (1 when a low-rank correction ran).
     """
     w = jax.lax.stop_gradient(jnp.asarray(w))
-    _check_matrix(w)
-    safety = _rounding_safety(w)
+    check_matrix(w)
+    safety = rounding_safety(w)
     eye = jnp.eye(min(w.shape), dtype=w.dtype)
 
     def cond(carry):
@@ -225,16 +225,16 @@ def retract(
 
     def body(carry):
         w, _, drift, i, matmuls = carry
-        gram = _gram(w)
+        gram = gram_matrix(w)
         r_now = ESTIMATE_SAFETY * symmetric_norm_estimate(gram - eye, power_iters)
         far = r_now > FAR_FROM_MANIFOLD
-        s = jnp.where(far, _certified_norm_from_gram(gram, safety), 1.0)
+        s = jnp.where(far, certified_norm_from_gram(gram, safety), 1.0)
         w, gram = w / s, gram / (s * s)
         # The cheapest Taylor order (p + 1 matmuls) that reaches tol in this step; order 1
         # (and another step) when none does.
         bounds = jnp.stack([step_residual_bound(r_now, p) for p in ORDERS])
         choice = jnp.where(far, 0, jnp.argmax(jnp.append(bounds <= tol, True)) % len(ORDERS))
-        branches = [lambda w, g, p=p: _bjorck_step(w, g, taylor_coefficients(p, 0.5)) for p in ORDERS]
+        branches = [lambda w, g, p=p: bjorck_step(w, g, taylor_coefficients(p, 0.5)) for p in ORDERS]
         w = jax.lax.switch(choice, branches, w, gram)
         # After a rescale r_now no longer describes W: measure again next iteration.
         r_next = jnp.where(far, jnp.inf, bounds[choice])

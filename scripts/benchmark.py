@@ -1,4 +1,4 @@
-"""Performance benchmark for issue 6: orthonormalization, constrained training, deel-torchlip.
+"""Performance benchmark: orthonormalization, constrained training, deel-torchlip.
 
     python scripts/benchmark.py [--parts a,b,c,d,e] [--json [PATH]] [--repeats 20]
 
@@ -43,15 +43,13 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from lipsort.orthogonal import (  # noqa: E402
-    _bjorck_step,
-    _gram,
-    _mm,
+from lipsort.fast_orthogonal import fast_schedule, odd_polynomial_step, polynomial_step_matmuls
+from lipsort.orthogonal import (
     bjorck,
+    bjorck_step,
     certified_scale,
-    fast_schedule,
-    odd_polynomial_step,
-    polynomial_step_matmuls,
+    gram_matrix,
+    matmul,
     taylor_coefficients,
 )
 
@@ -80,7 +78,7 @@ def part_a(sizes, repeats, seed):
     """Order-1 Björck step vs its two-matmul floor."""
     rng = np.random.default_rng(seed)
     step = jax.jit(lambda w: bjorck(w, 1, prescale=False))
-    floor = jax.jit(lambda w: _mm(w, _mm(w.T, w)))
+    floor = jax.jit(lambda w: matmul(w, matmul(w.T, w)))
     rows = []
     print("\n(a) one order-1 Björck iteration vs its 2 matmuls (float32, jitted, median)")
     print(f"{'n':>6} {'bjorck step ms':>15} {'2 matmuls ms':>13} {'ratio':>7}")
@@ -95,7 +93,7 @@ def part_a(sizes, repeats, seed):
 
 def _residual_at_most(x, tol):
     """Whether ‖G − I‖₂ ≤ tol, and the value (exact eigvalsh only when it can be ≤ tol)."""
-    g = np.asarray(_gram(x), np.float64)
+    g = np.asarray(gram_matrix(x), np.float64)
     r = g - np.eye(g.shape[0])
     lower = max(np.linalg.norm(r) / np.sqrt(g.shape[0]), np.abs(np.diag(r)).max())
     if lower > tol:
@@ -121,7 +119,7 @@ def _count(start, steps, tol):
 
 def _bjorck_steps(order):
     coeffs = taylor_coefficients(order, 0.5)
-    fn = jax.jit(lambda x: _bjorck_step(x, _gram(x), coeffs))
+    fn = jax.jit(lambda x: bjorck_step(x, gram_matrix(x), coeffs))
     while True:
         yield fn, order + 1
 
@@ -192,7 +190,7 @@ def _optimizer(name, lrs, model, params):
     and plain Adam at lrs["adam"] for the others.
     """
     import ml_collections
-    from lipsort import riemannian_adam, train
+    from lipsort import optim, riemannian_adam
 
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
@@ -201,7 +199,7 @@ def _optimizer(name, lrs, model, params):
     fields = dict(adam=dict(optimizer=adam, learning_rate=lrs[adam]),
                   momentum=dict(optimizer="sgd", learning_rate=lrs["sgd"], momentum=SGD_MOMENTUM),
                   sgd=dict(optimizer="sgd", learning_rate=lrs["sgd"]))[name]
-    return train.make_optimizer(ml_collections.ConfigDict(fields), mask)
+    return optim.make_optimizer(ml_collections.ConfigDict(fields), mask)
 
 
 def _optimizer_label(name, lrs):
@@ -292,7 +290,7 @@ class _TrainingRun:
 
         if self.stats["orthogonality_residual"]:
             model = nnx.merge(self.graphdef, self.state[0], self.state[1])
-            self.exact.append((self.done, max(float(orthogonality_residual(l.kernel[...])) for l in model.layers)))
+            self.exact.append((self.done, max(float(orthogonality_residual(layer.kernel[...])) for layer in model.layers)))
 
     def result(self, late_window):
         from flax import nnx
@@ -308,8 +306,8 @@ class _TrainingRun:
         st = self.stats
         if st["orthogonality_residual"]:
             with jax.enable_x64(True):
-                export = max(float(orthogonality_residual(jnp.asarray(finish_orthonormalization(l.kernel[...]))))
-                             for l in model.layers)
+                export = max(float(orthogonality_residual(jnp.asarray(finish_orthonormalization(layer.kernel[...]))))
+                             for layer in model.layers)
             retracted = np.asarray(st["retraction_steps"]) > 0
             out.update(max_predicted=max(st["orthogonality_residual"]), median_drift=float(np.median(st["retraction_drift"])),
                        retraction_fraction=float(np.mean(retracted)), mean_matmuls=float(np.mean(st["retraction_matmuls"])),
@@ -449,31 +447,20 @@ def part_d(batch_sizes, repeats, chunk, lr, seed, torch_python):
 # --- (e) experiment configs: steps per second -----------------------------------------------------
 
 
-def _load_config(name):
-    import importlib.util
-
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
-
-
 def part_e(names, repeats, chunk):
     """Training steps per second of each experiment config as shipped (its model, batch,
     optimizer, data), with lipsort.train's step; Björck configs also with unrolled
     Björck (bjorck_iters from the config) for comparison. Data loading and any missing
     generator (WDE) happen before the timing."""
-    from flax import nnx
     from lipsort import train
-    from lipsort.models import LipschitzMLP
+    from lipsort.config_loader import load_config
 
     rows = []
     print("\n(e) experiment configs: training steps per second (lipsort.train step, after compilation)")
     print(f"{'config':<28} {'mode':<12} {'batch':>6} {'steps/s':>9} {'ms/step':>9}")
     for name in names:
         try:
-            config = _load_config(name)
+            config = load_config(name)
             modes = [config.model.get("bjorck_training", "unrolled")]
         except Exception as e:  # a config whose data is absent on this machine
             print(f"{name:<28} skipped: {e}")
@@ -490,12 +477,12 @@ def part_e(names, repeats, chunk):
                 print(f"{name:<28} skipped: {e}")
                 rows.append(dict(config=name, skipped=str(e)))
                 break
-            model = LipschitzMLP(spec, rngs=nnx.Rngs(0))
-            graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-            tx = train.make_optimizer(config.train)
-            run = jax.jit(train.make_chunk_runner(graphdef, task.loss, task.sample_batch, tx,
-                                                  jax.random.key(0), retracts=model.retracts))
-            runners[mode] = (run, (params, rest, tx.init(params)))
+            task.prepare("")  # data and any generator, before tracing (no workdir needed)
+            # The trainer's own state: the same model, optimizer and manifold mask.
+            ts = train.create_train_state(config, spec)
+            run = jax.jit(train.make_chunk_runner(ts.graphdef, task.loss, task.sample_batch, ts.tx,
+                                                  jax.random.key(0), retracts=ts.model.retracts))
+            runners[mode] = (run, ts.state)
         if not runners:
             continue
         timing = _time_chunks(runners, chunk, repeats)

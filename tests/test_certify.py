@@ -62,7 +62,7 @@ def test_pgd_never_increases_accuracy_and_respects_the_certificate(p):
     k1, k2, k3 = jax.random.split(key, 3)
     w1 = jax.random.normal(k1, (5, 16))
     w2 = jax.random.normal(k2, (16, 3))
-    f = lambda x: jax.nn.relu(x @ w1) @ w2  # noqa: E731
+    f = lambda x: jax.nn.relu(x @ w1) @ w2
     x = jax.random.normal(k3, (200, 5))
     labels = jnp.argmax(f(x), -1).at[:20].set(0)  # mostly correct, some wrong
     clean = certify.accuracy(f(x), labels)
@@ -84,7 +84,7 @@ def test_pgd_never_increases_accuracy_and_respects_the_certificate(p):
 def test_lower_bound_search_recovers_a_linear_maps_norm():
     a = jnp.asarray(np.random.default_rng(0).normal(size=(6, 4)), jnp.float32)
     x0 = jax.random.normal(jax.random.key(0), (4, 6))
-    f = lambda x: x @ a  # noqa: E731
+    f = lambda x: x @ a
     for p, q, exact in [(2, 2, np.linalg.norm(a, 2)), (math.inf, math.inf, np.abs(a).sum(0).max()),
                         (2, math.inf, np.linalg.norm(a, axis=0).max())]:
         found = certify.jacobian_norm(f, x0, p, q)

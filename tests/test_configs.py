@@ -1,21 +1,27 @@
 """Every config in configs/ builds, validates, and runs one training step end to end."""
-import glob
-import importlib.util
 import os
 
 import pytest
 
-from lipsort import data, train
+from lipsort import data, tasks, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG_FILES = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))
+
+
+def config_files():
+    """configs/NAME.py for every config (not configs/__init__.py or configs/common.py)."""
+    from lipsort import config_loader
+
+    return [os.path.join(config_loader.CONFIG_DIR, f"{name}.py") for name in config_loader.config_names()]
+
+
+CONFIG_FILES = config_files()
 
 
 def load(path):
-    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from lipsort import config_loader
+
+    return config_loader.load_module(path)
 
 
 def variants():
@@ -71,7 +77,7 @@ def test_config_runs_one_step(tmp_path, path, arg):
     skip_without_data(config)
     if "generator_dir" in config:
         config.generator_dir = str(tmp_path / "generators")
-    if config.experiment not in train.EXPERIMENTS:
+    if config.experiment not in tasks.TASKS:
         pytest.skip(f"experiment {config.experiment!r} is not handled by lipsort.train")
     results = train.train_and_evaluate(config, str(tmp_path))
     assert results["steps"] == 1

@@ -18,7 +18,7 @@ SCRIPT = textwrap.dedent(
     """
     import json, sys
     import jax
-    from lipsort import train
+    from lipsort import parallel, train
     from test_train import load_config
 
     assert jax.device_count() == 2, jax.devices()
@@ -42,7 +42,7 @@ SCRIPT = textwrap.dedent(
         out["odd_batch_error"] = None
     except train.ConfigError as e:
         out["odd_batch_error"] = str(e)
-    mesh = train.make_data_mesh(load_config("two_moons"))
+    mesh = parallel.make_data_mesh(load_config("two_moons"))
     out["mesh_none_by_default"] = mesh is None
     print("RESULT " + json.dumps(out))
     """
@@ -55,7 +55,7 @@ def test_data_parallel_matches_one_device(tmp_path):
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")][-1]
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
     out = json.loads(line[len("RESULT "):])
     one, two = out["False"], out["True"]
     assert two["final_loss"] == pytest.approx(one["final_loss"], rel=1e-4, abs=1e-6)
@@ -72,14 +72,14 @@ def test_sharded_step_all_reduces_gradients():
         """
         import jax, jax.numpy as jnp, optax
         from flax import nnx
-        from lipsort import losses, train
+        from lipsort import losses, parallel, train
         from lipsort.models import LipschitzMLP, MLPSpec
         import ml_collections
         model = LipschitzMLP(MLPSpec(in_features=4, widths=(8,), out_features=2), rngs=nnx.Rngs(0))
         graphdef, params, rest = nnx.split(model, nnx.Param, ...)
         tx = optax.sgd(0.1)
         config = ml_collections.ConfigDict({"train": {"data_parallel": True}})
-        mesh = train.make_data_mesh(config)
+        mesh = parallel.make_data_mesh(config)
         def sample(key):
             return jax.random.normal(key, (8, 4)), jax.random.randint(key, (8,), 0, 2)
         def loss(m, batch):

@@ -3,7 +3,7 @@ import jax
 import numpy as np
 import pytest
 
-from lipsort import distributions
+from lipsort.data import toys as distributions
 
 
 @pytest.mark.parametrize("name", list(distributions.PAIRS))

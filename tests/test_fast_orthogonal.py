@@ -6,20 +6,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lipsort.orthogonal import (
+from lipsort.fast_orthogonal import (
     FAST_MARGIN,
-    _bjorck_step,
     _exact_range,
-    _gram,
-    certified_scale,
     fast_num_iters,
     fast_orthonormalize,
     fast_schedule,
     odd_polynomial_step,
-    orthogonality_residual,
-    polar,
     polynomial_step_matmuls,
 )
+from lipsort.orthogonal import bjorck_step, certified_scale, gram_matrix, orthogonality_residual, polar
 
 SHAPES = [(32, 32), (48, 16), (16, 40)]
 
@@ -91,11 +87,11 @@ def test_default_schedule_costs_half_of_order_one_bjorck():
     assert 24 <= 0.5 * 2 * steps
 
 
-def test_legacy_arguments():
+def test_fixed_and_restricted_degrees():
     quintics = fast_schedule(1e-3, degree=5)
     assert all(len(c) == 3 for c in quintics)
-    switched = fast_schedule(1e-3, degree=5, switch=0.99)
-    assert len(switched) < len(quintics) and switched == quintics[: len(switched)]
+    looser = fast_schedule(1e-3, degree=5, tol=1e-2)
+    assert len(looser) < len(quintics) and looser == quintics[: len(looser)]
     assert all(len(c) in (2, 3) for c in fast_schedule(1e-3, degree=(3, 5)))
 
 
@@ -230,7 +226,7 @@ def test_fast_reaches_float64_target():
 def _matmuls_to(x, steps, tol):
     used = 0
     for fn, cost in steps:
-        r = np.asarray(_gram(x), np.float64) - np.eye(x.shape[1])
+        r = np.asarray(gram_matrix(x), np.float64) - np.eye(x.shape[1])
         if np.abs(np.diag(r)).max() <= tol and np.abs(np.linalg.eigvalsh(r)).max() <= tol:
             return used
         x, used = fn(x), used + cost
@@ -245,7 +241,7 @@ def test_fast_needs_at_most_half_the_matmuls_of_order_one_bjorck(dtype, tol):
     with jax.enable_x64(dtype == np.float64):
         start = certified_scale(jnp.asarray(np.random.default_rng(0).normal(size=(256, 256)), dtype))[0]
         assert np.linalg.svd(np.asarray(start, np.float64), compute_uv=False).min() >= lower
-        order1 = (jax.jit(lambda x: _bjorck_step(x, _gram(x), (1.0, 0.5))), 2)
+        order1 = (jax.jit(lambda x: bjorck_step(x, gram_matrix(x), (1.0, 0.5))), 2)
         fast = [(jax.jit(functools.partial(odd_polynomial_step, coeffs=c)), polynomial_step_matmuls(c))
                 for c in fast_schedule(lower)]
         slow_mm = _matmuls_to(start, [order1] * 40, tol)

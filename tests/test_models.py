@@ -38,9 +38,15 @@ def randomized_model(norm, constraint, activation, seed=0, widths=(8, 8), scale=
 @pytest.mark.parametrize("activation", acts.ACTIVATIONS)
 @pytest.mark.parametrize("norm,constraint", CHAINS)
 def test_certificate_holds_and_search_finds_no_violation(norm, constraint, activation):
-    model = randomized_model(norm, constraint, activation)
+    """Every activation × constraint × norm: export parity, certificate ≤ K, no violation."""
+    model = randomized_model(norm, constraint, activation, bjorck_iters=30)
     model.eval()
     exported = export.export_model(model)
+    x = np.asarray(jax.random.normal(jax.random.key(3), (16, 4)))
+    numpy_out = export.numpy_forward(exported, x)
+    np.testing.assert_allclose(numpy_out, model(jnp.asarray(x)), atol=2e-4, rtol=2e-4)
+    jax_out = export.export_apply(exported)(export.export_params(exported), jnp.asarray(x))
+    np.testing.assert_allclose(numpy_out, jax_out, atol=1e-5, rtol=1e-5)
     upper = certify.lipschitz_upper_bound(exported)
     assert upper <= K, upper
     p, q = certify.io_norms(exported)
@@ -56,6 +62,11 @@ def test_certificate_holds_and_search_finds_no_violation(norm, constraint, activ
         # Orthogonal layers + norm-preserving activations are tight: the search reaches
         # the certificate (spectral layers are not orthogonal, so no such claim there).
         assert lower >= 0.9 * upper
+
+
+def test_every_registry_entry_is_exercised():
+    assert {c for _, c in CHAINS} | {"none"} == set(CONSTRAINTS)
+    assert set(acts.ACTIVATIONS) == set(acts._REGISTRY)
 
 
 def test_search_finds_violations_of_unconstrained_networks():

@@ -7,7 +7,7 @@ import optax
 import pytest
 from flax import nnx
 
-from lipsort import riemannian_adam, tangent, train
+from lipsort import optim, riemannian_adam, tangent
 from lipsort.models import LipschitzMLP, MLPSpec
 
 
@@ -78,4 +78,4 @@ def test_updates_of_tangent_gradients_stay_tangent_unlike_adam():
 
 def test_optimizer_needs_a_mask():
     with pytest.raises(ValueError, match="needs the manifold_mask"):
-        train.make_optimizer(ml_collections.ConfigDict(dict(optimizer="riemannian_adam", learning_rate=1e-3)))
+        optim.make_optimizer(ml_collections.ConfigDict(dict(optimizer="riemannian_adam", learning_rate=1e-3)))

@@ -1,6 +1,5 @@
 """Provable robustness: certification arithmetic, the batched PGD, and the ordering
 certified ≤ PGD ≤ clean on short runs of the robustness configs."""
-import importlib.util
 import math
 import os
 
@@ -9,16 +8,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lipsort import certify, classify, train
+from lipsort import certify, train
+from lipsort.tasks import classify
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def load_config(name, arg="quick"):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    from lipsort import config_loader
+
+    return config_loader.load_config(name if arg is None else f"{name}:{arg}")
 
 
 def test_robustness_counts_by_hand():
@@ -38,7 +37,7 @@ def test_robustness_counts_by_hand():
 @pytest.mark.parametrize("p", [2, math.inf])
 def test_batched_pgd_reaches_the_known_worst_margin_of_a_linear_model(p):
     a = jnp.array([[1.0, 0.0], [0.0, 1.0]])
-    apply = lambda params, x: x @ params  # noqa: E731  (fixed object: compiled once)
+    apply = lambda params, x: x @ params
     x = np.array([[0.6, 0.4], [0.9, 0.1], [0.3, 0.7], [0.55, 0.45], [0.8, 0.2]], np.float32)
     labels = np.array([0, 0, 1, 0, 0])
     clean = np.array([0.2, 0.8, 0.4, 0.1, 0.6])
@@ -58,7 +57,7 @@ def test_batched_pgd_reaches_the_known_worst_margin_of_a_linear_model(p):
 def test_batched_pgd_never_increases_accuracy(p):
     k1, k2, k3 = jax.random.split(jax.random.key(3), 3)
     params = (jax.random.normal(k1, (6, 32)), jax.random.normal(k2, (32, 4)))
-    apply = lambda ps, x: jax.nn.relu(x @ ps[0]) @ ps[1]  # noqa: E731
+    apply = lambda ps, x: jax.nn.relu(x @ ps[0]) @ ps[1]
     x = np.asarray(jax.random.normal(k3, (300, 6)))
     labels = np.asarray(jnp.argmax(apply(params, x), -1)).copy()
     labels[:30] = (labels[:30] + 1) % 4  # some wrong to begin with
@@ -75,7 +74,7 @@ def test_batched_pgd_never_increases_accuracy(p):
 
 
 def test_batched_pgd_rejects_bad_arguments():
-    apply = lambda params, x: x @ params  # noqa: E731
+    apply = lambda params, x: x @ params
     with pytest.raises(ValueError, match="eps must be ≥ 0"):
         certify.pgd_worst_margins(apply, jnp.eye(2), np.ones((2, 2)), np.zeros(2, int), -0.1, 2, jax.random.key(0))
 

@@ -1,5 +1,4 @@
 """The experiment runner: validation before training, resume, determinism, fail-fast."""
-import importlib.util
 import json
 import os
 
@@ -7,6 +6,7 @@ import numpy as np
 import pytest
 
 from lipsort import train
+from lipsort import workdir as run_files
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -17,10 +17,9 @@ CONTRACT_KEYS = {
 
 
 def load_config(name, arg="quick"):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    from lipsort import config_loader
+
+    return config_loader.load_config(name if arg is None else f"{name}:{arg}")
 
 
 def tiny_abs(num_steps=12):
@@ -92,7 +91,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
     for key in ("max_abs_error", "mse", "final_loss", "lipschitz_upper_bound", "steps"):
         assert straight[key] == resumed[key], key
     strip = lambda ms: [{k: v for k, v in m.items() if k != "elapsed_s"} for m in ms]
-    assert strip(train.read_metrics(tmp_path / "a")) == strip(train.read_metrics(workdir))
+    assert strip(run_files.read_metrics(tmp_path / "a")) == strip(run_files.read_metrics(workdir))
 
 
 def test_results_contract_and_files(tmp_path):
@@ -149,7 +148,7 @@ def test_riemannian_training_through_the_runner(tmp_path, optimizer, momentum, l
     results = train.train_and_evaluate(config, str(tmp_path))
     assert results["lipschitz_upper_bound"] <= results["lipschitz_constant"]
     assert results["lipschitz_lower_bound"] <= results["lipschitz_upper_bound"]
-    metrics = train.read_metrics(tmp_path)
+    metrics = run_files.read_metrics(tmp_path)
     assert all(m["orthogonality_residual"] <= 5e-4 for m in metrics)
     assert "retraction_matmuls" in metrics[-1] and "retraction_low_rank" in metrics[-1]
     # The optimizer state (Riemannian Adam's scalar second moments too) survives a resume.

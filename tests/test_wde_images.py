@@ -5,13 +5,16 @@ import os
 
 import pytest
 
-from lipsort import gan, train, wde
+from lipsort import train
+from lipsort.tasks import gan
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _tiny(seed=0):
-    config = wde.image_config("mnist", quick=True)
+    from lipsort.config_loader import load_config
+
+    config = load_config("wde_mnist:quick")
     config.seed = seed
     config.train.num_steps = 2
     config.train.log_every = 1
@@ -34,7 +37,7 @@ def generator_base(tmp_path_factory):
     """A one-step generator, trained in-process where the wde runs will look for it."""
     base = str(tmp_path_factory.mktemp("generators"))
     config = _tiny()
-    gan.run(config.generator, gan.generator_dir(base, config.generator))
+    gan.train_gan(config.generator, gan.generator_dir(base, config.generator))
     return base
 
 

@@ -1,7 +1,7 @@
 """WGAN-GP on images: the generator whose samples the Wasserstein table compares with data.
 
-Two networks, so this experiment owns its loop (:func:`run`, reached through
-``lipsort.train.train_and_evaluate`` for ``config.experiment = 'gan'``):
+Two networks, so this experiment has its own trainer (:func:`train_gan`, the ``gan``
+entry of ``lipsort.train.TRAINERS``):
 
 - generator G: an MLP z ~ N(0, I_latent) → ReLU hidden layers → lo + (hi − lo)·sigmoid(·),
   so every sample lies in ``config.data.pixel_range``;
@@ -12,7 +12,10 @@ Two networks, so this experiment owns its loop (:func:`run`, reached through
       L_D = E D(G(z)) − E D(x) + λ · E (‖∇D(x̂)‖₂ − 1)²,   x̂ = εx + (1 − ε)G(z), ε ~ U[0, 1]
       L_G = −E D(G(z))
 
-  with ``config.train.critic_steps`` critic updates per generator update.
+  with ``config.train.critic_steps`` critic updates per generator update. A Lipschitz
+  critic (e.g. Björck in ``retraction``/``riemannian`` mode, no penalty) trains through
+  the same update as every other network (:func:`lipsort.train.make_update`), so it is
+  retracted after every update.
 
 One "step" is one generator update. The run writes the usual files (``config.json``,
 ``metrics.jsonl``, ``results.json``, orbax checkpoints with resume, the critic's
@@ -22,101 +25,34 @@ norms) is reported as it is, usually far above 1.
 
 A finished run directory is a reusable generator: :func:`load_generator` rebuilds G
 from its ``config.json`` and latest checkpoint; :func:`ensure_generator` trains one
-first when the directory has none (used by the image Wasserstein runs in
-:mod:`lipsort.wde`).
+first, in this process, when the directory has none (the ``prepare`` step of the image
+Wasserstein runs in :mod:`lipsort.tasks.wde`, before their critic is traced). The
+default configs are ``configs/gan_*.py``.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
-import math
 import os
-import subprocess
-import sys
 import time
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 from absl import logging
 from flax import nnx
 
-from lipsort import certify, data, plots
-from lipsort.export import export_model, save_export
+from lipsort import data, optim, riemannian_adam
+from lipsort import workdir as run_files
+from lipsort.export import export_model, numpy_forward, save_export
 from lipsort.models import LipschitzMLP, spec_from_config
-from lipsort.train import (
-    ConfigError,
-    Task,
-    _check_int,
-    _check_same_run,
-    _Checkpointer,
-    _get,
-    _truncate_metrics,
-    _write_json,
-    config_to_dict,
-    read_metrics,
-    run_chunked_loop,
-)
+from lipsort.tasks import Task
+from lipsort.validation import check_int, get, raise_if
 
 Array = jax.Array
-
-
-# --- the default config (configs/gan_*.py and the generator section of configs/wde_*.py) -----
-
-
-def gan_config(dataset: str = "mnist", quick: bool = False) -> ml_collections.ConfigDict:
-    """The WGAN-GP config for ``dataset``; ``quick``: same experiment, a few steps.
-
-    Defaults follow WGAN-GP (λ = 10, 5 critic steps, Adam(1e-4, β = (0.5, 0.9))), with
-    MLPs small enough for 2 CPU cores; see configs/gan_mnist.py for the measured time.
-    """
-    if dataset not in data.DATASETS:
-        raise ValueError(f"dataset must be one of {data.DATASETS}, got {dataset!r}.")
-    config = ml_collections.ConfigDict()
-    config.experiment = "gan"
-    config.seed = 0
-
-    config.data = ml_collections.ConfigDict()
-    config.data.dataset = dataset
-    config.data.source = "auto"
-    config.data.data_dir = ""
-    config.data.pixel_range = (0.0, 1.0)
-    config.data.num_train = 0
-    config.data.num_test = 0
-
-    config.generator = ml_collections.ConfigDict()
-    config.generator.latent_dim = 16 if quick else 64
-    config.generator.widths = (32,) if quick else (256, 512)
-
-    config.model = ml_collections.ConfigDict()  # the critic
-    config.model.widths = (32,) if quick else (512, 256)
-    config.model.activation = "relu"
-    config.model.group_size = 2
-    config.model.constraint = "none"  # WGAN-GP: the gradient penalty, not a constraint
-    config.model.lipschitz_constant = 1.0
-    config.model.norm = "l2"
-
-    config.train = ml_collections.ConfigDict()
-    config.train.num_steps = 20 if quick else 3000  # generator updates
-    config.train.critic_steps = 5
-    config.train.batch_size = 32 if quick else 64
-    config.train.learning_rate = 1e-4
-    config.train.b1 = 0.5
-    config.train.b2 = 0.9
-    config.train.gp_weight = 10.0
-    config.train.log_every = 10 if quick else 100
-    config.train.checkpoint_every = 20 if quick else 1000
-
-    config.eval = ml_collections.ConfigDict()
-    config.eval.num_samples = 500 if quick else 1000  # held-out samples for the critic's gap
-
-    config.certify = ml_collections.ConfigDict()
-    config.certify.search_steps = 5 if quick else 20
-    return config
 
 
 # --- validation ---------------------------------------------------------------------------
@@ -126,51 +62,50 @@ def validate(config) -> list[str]:
     """Every problem with a gan config, as messages (nothing is loaded or trained)."""
     errors = []
     try:
-        req = data.parse_config(_get(config, "data"))
+        req = data.parse_config(get(config, "data"))
         dim = int(np.prod(data.IMAGE_SHAPES[req.dataset]))
     except ValueError as e:
         errors.append(str(e))
         dim = 1
-    gen = _get(config, "generator")
+    gen = get(config, "generator")
     if gen is None:
         errors.append("config.generator is missing (latent_dim, widths).")
     else:
-        _check_int(errors, "config.generator.latent_dim", _get(gen, "latent_dim"))
-        widths = _get(gen, "widths", ())
+        check_int(errors, "config.generator.latent_dim", get(gen, "latent_dim"))
+        widths = get(gen, "widths", ())
         if not widths or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
             errors.append(f"config.generator.widths must be positive integers, got {widths!r}.")
-    _check_int(errors, "config.seed", _get(config, "seed"), minimum=0)
+    check_int(errors, "config.seed", get(config, "seed"), minimum=0)
     try:
-        spec_from_config(_get(config, "model"), dim, 1)
+        spec_from_config(get(config, "model"), dim, 1)
     except (ValueError, TypeError, AttributeError) as e:
         errors.append(f"config.model (the critic): {e}")
-    train = _get(config, "train")
+    train = get(config, "train")
     if train is None:
         errors.append("config.train is missing.")
         return errors
     for name in ("num_steps", "critic_steps", "batch_size", "log_every", "checkpoint_every"):
-        _check_int(errors, f"config.train.{name}", _get(train, name))
-    for name, lo, hi in (("learning_rate", 0, math.inf), ("b1", -1e-12, 1), ("b2", -1e-12, 1),
-                         ("gp_weight", -1e-12, math.inf)):
-        v = _get(train, name)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (lo < v < hi):
-            errors.append(f"config.train.{name} must be a number in ({max(lo, 0)}, {hi}), got {v!r}.")
-    _check_int(errors, "config.eval.num_samples", _get(_get(config, "eval"), "num_samples"), minimum=2)
+        check_int(errors, f"config.train.{name}", get(train, name))
+    errors.extend(optim.validate(train))
+    v = get(train, "gp_weight")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf"):
+        errors.append(f"config.train.gp_weight must be a number ≥ 0, got {v!r}.")
+    check_int(errors, "config.eval.num_samples", get(get(config, "eval"), "num_samples"), minimum=2)
     return errors
 
 
 def make_task(config) -> Task:
-    """For :func:`lipsort.train.validate_config`: checks the config and describes the
-    critic (the network that is exported). Training goes through :func:`run`."""
+    """For :func:`lipsort.validation.validate_config`: checks the config and describes the
+    critic (the network that is exported). Training goes through :func:`train_gan`."""
     errors = validate(config)
     if errors:
         raise ValueError("; ".join(errors))
     dim = int(np.prod(data.IMAGE_SHAPES[config.data.dataset]))
 
     def own_loop(*_):
-        raise RuntimeError("the gan experiment has its own loop: call lipsort.gan.run(config, workdir).")
+        raise RuntimeError("the gan experiment has its own trainer: lipsort.tasks.gan.train_gan(config, workdir).")
 
-    return Task(in_features=dim, out_features=1, data_source=f"(loaded by lipsort.gan.run: {config.data.dataset})",
+    return Task(in_features=dim, out_features=1, data_source=f"(loaded by train_gan: {config.data.dataset})",
                 sample_batch=own_loop, loss=own_loop, evaluate=own_loop,
                 certify_points=np.zeros((1, dim), np.float32))
 
@@ -215,31 +150,36 @@ class Generator:
 # --- state, checkpoints, reuse ----------------------------------------------------------------
 
 
-def _optimizer(train) -> optax.GradientTransformation:
-    return optax.adam(float(train.learning_rate), b1=float(train.b1), b2=float(train.b2))
+def _optimizers(config, g_params, critic, c_params):
+    """(generator optimizer, critic optimizer), both from ``config.train``; the critic's
+    knows its orthonormal kernels (Riemannian Adam), the generator has none."""
+    g_tx = optim.make_optimizer(config.train, jax.tree.map(lambda _: False, g_params))
+    c_tx = optim.make_optimizer(config.train, riemannian_adam.tangent_kernel_mask(critic, c_params))
+    return g_tx, c_tx
 
 
 def _init_state(config):
-    """(graphdef of the critic, state) with state = (G params, D params, D rest, G opt, D opt)."""
+    """(critic, graphdef of the critic, (G tx, D tx), state) with
+    state = (G params, D params, D rest, G opt, D opt)."""
     dim = int(np.prod(data.IMAGE_SHAPES[config.data.dataset]))
     key = jax.random.PRNGKey(int(config.seed))
     g_params = init_generator(jax.random.fold_in(key, 0), int(config.generator.latent_dim),
                               tuple(config.generator.widths), dim)
     critic = LipschitzMLP(spec_from_config(config.model, dim, 1), rngs=nnx.Rngs(int(config.seed) + 1))
     graphdef, c_params, c_rest = nnx.split(critic, nnx.Param, ...)
-    tx = _optimizer(config.train)
-    return graphdef, (g_params, c_params, c_rest, tx.init(g_params), tx.init(c_params))
+    g_tx, c_tx = _optimizers(config, g_params, critic, c_params)
+    return critic, graphdef, (g_tx, c_tx), (g_params, c_params, c_rest, g_tx.init(g_params), c_tx.init(c_params))
 
 
 def generator_dir(base: str, gan_cfg) -> str:
     """``base/<dataset>-<10 hex digits of the config's hash>``: a changed GAN config
     gets its own directory, an unchanged one finds the generator trained before."""
-    blob = json.dumps(config_to_dict(gan_cfg), sort_keys=True)
+    blob = json.dumps(run_files.config_to_dict(gan_cfg), sort_keys=True)
     return os.path.join(base, f"{gan_cfg.data.dataset}-{hashlib.sha1(blob.encode()).hexdigest()[:10]}")
 
 
 def is_trained(directory: str) -> bool:
-    return os.path.exists(os.path.join(directory, "results.json"))
+    return os.path.exists(os.path.join(directory, run_files.RESULTS))
 
 
 def load_generator(directory: str) -> Generator:
@@ -249,10 +189,9 @@ def load_generator(directory: str) -> Generator:
             f"no finished gan run in {directory!r} (no results.json); train one with "
             "python -m lipsort.main --config=configs/gan_mnist.py --workdir=DIR."
         )
-    with open(os.path.join(directory, "config.json")) as f:
-        config = ml_collections.ConfigDict(json.load(f))
-    _, state = _init_state(config)
-    checkpointer = _Checkpointer(os.path.join(directory, "checkpoints"))
+    config = run_files.read_config(directory)
+    *_, state = _init_state(config)
+    checkpointer = run_files.Checkpointer(os.path.join(directory, run_files.CHECKPOINTS))
     step, state = checkpointer.restore(state)
     checkpointer.close()
     if step is None:
@@ -264,71 +203,66 @@ def load_generator(directory: str) -> Generator:
 def ensure_generator(gan_cfg, directory: str) -> Generator:
     """Loads the generator in ``directory``, training it there first if it is missing.
 
-    Training runs in a child process: this may be called while JAX traces another
-    function (a critic's batch sampler), where the GAN's own jitted loop must not be
-    staged into that trace.
+    Training runs in this process: call it before tracing anything that samples from
+    the generator (``Task.prepare`` does).
     """
     if not is_trained(directory):
-        errors = validate(gan_cfg)
-        if errors:
-            raise ConfigError("invalid generator config:\n  - " + "\n  - ".join(errors))
-        os.makedirs(directory, exist_ok=True)
-        request = os.path.join(directory, "gan_request.json")
-        _write_json(request, config_to_dict(gan_cfg))
+        raise_if(validate(gan_cfg), "generator config")
         logging.info("no generator in %s: training one (%d steps) first", directory, gan_cfg.train.num_steps)
-        subprocess.run([sys.executable, "-m", "lipsort.gan", request, directory], check=True)
+        train_gan(gan_cfg, directory)
     return load_generator(directory)
 
 
 # --- the loop -------------------------------------------------------------------------------
 
 
-def _critic_fn(graphdef, params, rest):
-    model = nnx.merge(graphdef, params, rest, copy=True)  # copy=True: inside jax.grad
-    return model, (lambda x: model(x)[:, 0])
+def critic_loss_fn(gp_weight: float):
+    """The WGAN-GP critic loss on a batch (real, fake, ε) as ``loss(model, batch)``."""
 
-
-def make_step(graphdef, config, x_train: Array, data_key: Array):
-    """One generator update after ``critic_steps`` critic updates, as a pure function."""
-    train = config.train
-    batch, latent = int(train.batch_size), int(config.generator.latent_dim)
-    n_critic, gp_weight = int(train.critic_steps), float(train.gp_weight)
-    pixel_range = tuple(float(v) for v in config.data.pixel_range)
-    tx = _optimizer(train)
-
-    def critic_loss(c_params, c_rest, real, fake, eps):
-        model, d = _critic_fn(graphdef, c_params, c_rest)
+    def loss(model, batch):
+        real, fake, eps = batch
+        d = lambda x: model(x)[:, 0]
         x_hat = eps * real + (1.0 - eps) * fake
         grads = jax.vmap(jax.grad(lambda x: d(x[None])[0]))(x_hat)
         penalty = jnp.mean((jnp.sqrt(jnp.sum(grads**2, axis=-1) + 1e-12) - 1.0) ** 2)
         gap = jnp.mean(d(real)) - jnp.mean(d(fake))
-        _, _, new_rest = nnx.split(model, nnx.Param, ...)
-        return -gap + gp_weight * penalty, ({"critic_w1": gap, "gradient_penalty": penalty}, new_rest)
+        return -gap + gp_weight * penalty, {"critic_w1": gap, "gradient_penalty": penalty}
+
+    return loss
+
+
+def make_step(graphdef, config, x_train: Array, data_key: Array, optimizers, *, retracts: bool):
+    """One generator update after ``critic_steps`` critic updates, as a pure function."""
+    from lipsort.train import make_update  # train imports the tasks package, not this module
+
+    train = config.train
+    batch, latent = int(train.batch_size), int(config.generator.latent_dim)
+    n_critic = int(train.critic_steps)
+    pixel_range = tuple(float(v) for v in config.data.pixel_range)
+    g_tx, c_tx = optimizers
+    critic_update = make_update(graphdef, critic_loss_fn(float(train.gp_weight)), c_tx, retracts=retracts)
 
     def generator_loss(g_params, c_params, c_rest, z):
-        _, d = _critic_fn(graphdef, c_params, c_rest)
-        return -jnp.mean(d(generator_apply(g_params, z, pixel_range)))
+        model = nnx.merge(graphdef, c_params, c_rest, copy=True)  # copy=True: inside jax.grad
+        return -jnp.mean(model(generator_apply(g_params, z, pixel_range))[:, 0])
 
-    def critic_update(g_params, carry, key):
-        c_params, c_rest, c_opt = carry
+    def critic_step(g_params, carry, key):
         kr, kz, ke = jax.random.split(key, 3)
         real = x_train[jax.random.randint(kr, (batch,), 0, x_train.shape[0])]
         fake = generator_apply(g_params, jax.random.normal(kz, (batch, latent)), pixel_range)
         eps = jax.random.uniform(ke, (batch, 1))
-        (loss, (aux, c_rest)), grads = jax.value_and_grad(critic_loss, has_aux=True)(c_params, c_rest, real, fake, eps)
-        updates, c_opt = tx.update(grads, c_opt, c_params)
-        return (optax.apply_updates(c_params, updates), c_rest, c_opt), (loss, aux)
+        return critic_update(carry, (real, fake, eps))
 
     def step_fn(state, step):
         g_params, c_params, c_rest, g_opt, c_opt = state
         key = jax.random.fold_in(data_key, step)
         (c_params, c_rest, c_opt), (c_losses, aux) = jax.lax.scan(
-            lambda carry, k: critic_update(g_params, carry, k),
+            lambda carry, k: critic_step(g_params, carry, k),
             (c_params, c_rest, c_opt), jax.random.split(jax.random.fold_in(key, 0), n_critic),
         )
         z = jax.random.normal(jax.random.fold_in(key, 1), (batch, latent))
         g_loss, g_grads = jax.value_and_grad(generator_loss)(g_params, c_params, c_rest, z)
-        updates, g_opt = tx.update(g_grads, g_opt, g_params)
+        updates, g_opt = g_tx.update(g_grads, g_opt, g_params)
         g_params = optax.apply_updates(g_params, updates)
         aux = {k: v[-1] for k, v in aux.items()}
         return (g_params, c_params, c_rest, g_opt, c_opt), (c_losses[-1], {**aux, "generator_loss": g_loss})
@@ -336,32 +270,25 @@ def make_step(graphdef, config, x_train: Array, data_key: Array):
     return step_fn
 
 
-def run(config, workdir: str, *, stop_after_step: int | None = None) -> dict | None:
-    """Trains the WGAN-GP ``config`` describes in ``workdir`` (resuming if it can) and
+def train_gan(config, workdir: str, *, stop_after_step: int | None = None) -> dict | None:
+    """Trains the WGAN ``config`` describes in ``workdir`` (resuming if it can) and
     returns results.json; ``stop_after_step`` simulates a kill (returns None), for tests."""
+    from lipsort.train import loop_settings, run_chunked_loop, run_keys, search_lower_bound
+
     start_time = time.time()
-    errors = validate(config)
-    if errors:
-        raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))
+    raise_if(validate(config))
     images = data.load(config.data)  # a missing data set fails here, before any training
-    config_dict = config_to_dict(config)
-    os.makedirs(workdir, exist_ok=True)
-    _check_same_run(workdir, config_dict)
-    _write_json(os.path.join(workdir, "config.json"), config_dict)
+    run_files.start_run(workdir, config)
     logging.info("gan: %s from %s, %d training images", images.name, images.source, len(images.x_train))
 
-    train = config.train
-    num_steps, log_every, ckpt_every = int(train.num_steps), int(train.log_every), int(train.checkpoint_every)
-    graphdef, state = _init_state(config)
-    checkpointer = _Checkpointer(os.path.join(workdir, "checkpoints"))
-    step, state = checkpointer.restore(state)
-    resumed_from = step
-    step = step or 0
-    _truncate_metrics(workdir, step)
+    num_steps, log_every, ckpt_every = loop_settings(config)
+    critic, graphdef, optimizers, state = _init_state(config)
+    checkpointer, resumed_from, state = run_files.resume(workdir, state)
+    step = resumed_from or 0
 
-    seed_key = jax.random.PRNGKey(int(config.seed))
-    data_key, eval_key = jax.random.fold_in(seed_key, 1), jax.random.fold_in(seed_key, 2)
-    step_fn = make_step(graphdef, config, jnp.asarray(images.x_train), data_key)
+    data_key, eval_key = run_keys(config)
+    step_fn = make_step(graphdef, config, jnp.asarray(images.x_train), data_key, optimizers,
+                        retracts=critic.retracts)
     run_chunk = jax.jit(lambda state, steps: jax.lax.scan(step_fn, state, steps))
 
     def check(step, end, losses, aux, state):
@@ -390,36 +317,21 @@ def run(config, workdir: str, *, stop_after_step: int | None = None) -> dict | N
     n_eval = min(int(config.eval.num_samples), len(images.x_test))
     fake = np.asarray(generator.sample(jax.random.fold_in(eval_key, 0), n_eval))
     real = images.x_test[:n_eval]
-    from lipsort.export import numpy_forward
-
     gap = float(numpy_forward(exported, real).mean() - numpy_forward(exported, fake).mean())
     save_sample_grid(np.asarray(generator.sample(jax.random.fold_in(eval_key, 1), 64)), images.image_shape,
                      os.path.join(workdir, "samples.png"), title=f"WGAN-GP, {step} steps")
-    search_steps = int(_get(_get(config, "certify"), "search_steps", 20))
-    lower = certify.export_lower_bound(exported, jnp.asarray(real[:8]), jax.random.fold_in(eval_key, 2),
-                                       steps=search_steps) if search_steps > 0 else None
-    metrics = read_metrics(workdir)
-    plots.plot_metrics(metrics, os.path.join(workdir, "loss.png"))
-    results = {
-        "experiment": "gan",
-        "steps": step,
-        "wall_time_s": round(time.time() - start_time, 3),
-        "resumed_from_step": resumed_from,
-        "data_source": images.source,
-        "lipschitz_constant": float(config.model.lipschitz_constant),
-        "lipschitz_upper_bound": certify.lipschitz_upper_bound(exported),
-        "lipschitz_lower_bound": lower,
-        "final_loss": metrics[-1]["loss"] if metrics else None,
+    lower = search_lower_bound(config, exported, real[:8], jax.random.fold_in(eval_key, 2))
+    common = run_files.common_results(
+        config, exported, steps=step, start_time=start_time, resumed_from=resumed_from,
+        data_source=images.source, lower_bound=lower, params=c_params,
+    )
+    return run_files.finish_run(workdir, common, {
         # E D(test images) − E D(G(z)) with the (uncertified) WGAN-GP critic: a rough
         # W1 indication only; the certified estimate is the wde experiment's job.
         "critic_gap_held_out": gap,
         "num_eval_samples": n_eval,
         "num_generator_params": int(sum(np.size(x) for x in jax.tree.leaves(g_params))),
-        "num_params": int(sum(np.size(x) for x in jax.tree.leaves(c_params))),
-    }
-    _write_json(os.path.join(workdir, "results.json"), results)
-    logging.info("results: %s", json.dumps(results))
-    return results
+    })
 
 
 def save_sample_grid(samples: np.ndarray, image_shape, path: str, title: str = "", ncols: int = 8) -> None:
@@ -442,21 +354,3 @@ def save_sample_grid(samples: np.ndarray, image_shape, path: str, title: str = "
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def _main(argv) -> None:
-    """``python -m lipsort.gan CONFIG_JSON WORKDIR`` (used by :func:`ensure_generator`)."""
-    if len(argv) != 3:
-        sys.exit("usage: python -m lipsort.gan CONFIG_JSON WORKDIR")
-    logging.set_verbosity(logging.INFO)
-    with open(argv[1]) as f:
-        config = ml_collections.ConfigDict(json.load(f))
-    # JSON has lists; the config's own format has tuples (so the hash and
-    # _check_same_run compare equal).
-    for section, key in (("generator", "widths"), ("model", "widths"), ("data", "pixel_range")):
-        config[section][key] = tuple(config[section][key])
-    run(config, argv[2])
-
-
-if __name__ == "__main__":
-    _main(sys.argv)

@@ -19,9 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from lipsort import plots
-from lipsort.activations import get_activation
-from lipsort.export import ExportedModel, numpy_forward
-from lipsort.train import EvalContext, Task
+from lipsort.export import ExportedModel, export_params, numpy_forward, record_type
+from lipsort.tasks import EvalContext, Task
 
 # data.source → the target function (jnp, elementwise on the single input).
 TARGETS = {"abs": jnp.abs}
@@ -31,30 +30,29 @@ LOSSES = ("mse",)
 def hidden_gradient_norms(exported: ExportedModel, x: np.ndarray) -> dict[str, np.ndarray]:
     """{"input": ‖∂f/∂x‖, "h1": ‖∂f/∂h_1‖, …} per row of ``x`` for a scalar-output export.
 
-    h_l is the output of hidden layer l after its activation; the gradient is taken by
-    adding a zero "tap" to h_l and differentiating with respect to it.
+    h_l is the output of the l-th activation record; the gradient is taken by adding a
+    zero "tap" to h_l and differentiating with respect to it.
     """
-    act = get_activation(exported.meta["activation"], exported.meta["group_size"])
-    layers = [
-        (jnp.asarray(exported.arrays[f"kernel_{i}"]), jnp.asarray(exported.arrays[f"bias_{i}"]))
-        for i in range(exported.num_layers)
-    ]
+    params = export_params(exported)
+    records = exported.layers
 
     def forward(x, taps):
-        h = x
-        for i, (kernel, bias) in enumerate(layers):
-            h = h @ kernel + bias
-            if i < len(layers) - 1:
-                h = act(h) + taps[i]
-        return jnp.sum(h[:, 0])  # rows are independent: the gradient is per example
+        h, t = x, iter(taps)
+        for record in records:
+            h = record_type(record).jax(record, params, h)
+            if record["type"] == "activation":
+                h = h + next(t)
+        return h
 
     x = jnp.asarray(x, jnp.float32)
     shapes, h = [], x
-    for kernel, bias in layers[:-1]:
-        h = act(h @ kernel + bias)
-        shapes.append(h.shape)
+    for record in records:
+        h = record_type(record).jax(record, params, h)
+        if record["type"] == "activation":
+            shapes.append(h.shape)
     taps = [jnp.zeros(s, jnp.float32) for s in shapes]
-    gx, gtaps = jax.grad(forward, argnums=(0, 1))(x, taps)
+    # rows are independent: the gradient of the sum is per example
+    gx, gtaps = jax.grad(lambda x, taps: jnp.sum(forward(x, taps)[:, 0]), argnums=(0, 1))(x, taps)
     out = {"input": np.linalg.norm(np.asarray(gx), axis=-1)}
     for i, g in enumerate(gtaps):
         out[f"h{i + 1}"] = np.linalg.norm(np.asarray(g), axis=-1)

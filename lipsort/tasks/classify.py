@@ -32,8 +32,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from lipsort import certify, losses, plots
+from lipsort.data.moons import make_moons
 from lipsort.export import export_apply, export_params, numpy_forward
-from lipsort.train import EvalContext, Task
+from lipsort.tasks import EvalContext, Task
 
 BINARY_LOSSES = ("hinge", "bce", "hkr")
 MULTICLASS_LOSSES = ("multiclass_hinge", "cross_entropy")
@@ -50,21 +51,6 @@ class Split:
     num_classes: int
     source: str
     clip: tuple[float, float] | None  # the data range attacks must stay in (images)
-
-
-def make_moons(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Two interleaving half circles (as sklearn's make_moons), labels 0 (outer) / 1 (inner).
-
-    Outer: (cos t, sin t); inner: (1 − cos t, 1/2 − sin t), t ~ U[0, π]; plus N(0, noise²).
-    Exactly n//2 points per class (the first n − n//2 are class 0).
-    """
-    n0 = n - n // 2
-    labels = np.concatenate([np.zeros(n0, np.int32), np.ones(n // 2, np.int32)])
-    t = rng.uniform(0.0, np.pi, n)
-    outer = np.stack([np.cos(t), np.sin(t)], -1)
-    inner = np.stack([1.0 - np.cos(t), 0.5 - np.sin(t)], -1)
-    x = np.where(labels[:, None] == 0, outer, inner) + noise * rng.normal(size=(n, 2))
-    return x.astype(np.float32), labels
 
 
 def _two_moons(data, seed: int) -> Split:
@@ -155,7 +141,7 @@ def make_task(config) -> Task:
         return loss_fn(logits, y, **options), {"accuracy": jnp.mean(certify.margins(logits, y) > 0)}
 
     def evaluate(ctx: EvalContext) -> dict:
-        apply = export_apply(ctx.exported.meta["activation"], ctx.exported.meta["group_size"])
+        apply = export_apply(ctx.exported)
         params = export_params(ctx.exported)
         p_in, p_out = certify.io_norms(ctx.exported)
         lip = certify.lipschitz_upper_bound(ctx.exported)

@@ -7,16 +7,17 @@ After training, ``wasserstein_estimate`` is E_P f − E_Q f of the *exported* cr
 held-out samples. Since the exported critic is certified 1-Lipschitz (K = 1), the
 estimate is a lower bound of W1 between the held-out empirical measures, which POT
 computes exactly (``exact_w1_samples``); ``true_w1`` is the population value from
-:mod:`lipsort.distributions`. With K ≠ 1 the estimate is divided by K.
+:mod:`lipsort.data.toys`. With K ≠ 1 the estimate is divided by K.
 
 Two kinds of pairs:
 
-- toys (``config.data.source`` names a pair of :mod:`lipsort.distributions`, known W1);
+- toys (``config.data.source`` names a pair of :mod:`lipsort.data.toys`, known W1);
 - images (``config.data.dataset`` ∈ mnist, fashion_mnist, cifar10): P = the data
-  (:mod:`lipsort.data`), Q = a WGAN-GP generator's samples (:mod:`lipsort.gan`), the
-  paper's Wasserstein table. The generator is found by its config
+  (:mod:`lipsort.data`), Q = a WGAN-GP generator's samples (:mod:`lipsort.tasks.gan`),
+  the paper's Wasserstein table. The generator is found by its config
   (``config.generator``, a gan config) under ``config.generator_dir``, trained there
-  first if missing, then reused. The critic trains on the training images against fresh
+  first if missing (the task's ``prepare`` step, before the critic is traced), then
+  reused. The critic trains on the training images against fresh
   generator samples; the estimate uses the held-out test images against new generator
   samples (``config.data.num_eval`` of each), and ``exact_w1_samples`` is the exact OT
   cost between exactly those held-out samples. W1 of the populations is unknown
@@ -29,9 +30,10 @@ import os
 import jax
 import numpy as np
 
-from lipsort import data, distributions, losses, plots
+from lipsort import data, losses, plots
+from lipsort.data import toys
 from lipsort.export import numpy_forward
-from lipsort.train import EvalContext, Task
+from lipsort.tasks import EvalContext, Task
 
 LOSSES = ("kr_dual",)
 # Exact OT on n held-out samples costs O(n²) memory and ~n³ time: cap it.
@@ -54,7 +56,7 @@ def _check_common(config) -> tuple[int, int]:
 
 
 def _toy_task(config) -> Task:
-    pair = distributions.get_pair(config.data.source)
+    pair = toys.get_pair(config.data.source)
     num_eval, batch_size = _check_common(config)
 
     def sample_batch(key):
@@ -74,7 +76,7 @@ def _toy_task(config) -> Task:
         f_p = numpy_forward(ctx.exported, x_p)[:, 0].astype(np.float64)
         f_q = numpy_forward(ctx.exported, x_q)[:, 0].astype(np.float64)
         estimate = (f_p.mean() - f_q.mean()) / k
-        exact = distributions.exact_w1_samples(x_p, x_q) if num_eval <= MAX_EXACT_OT_SAMPLES else None
+        exact = toys.exact_w1_samples(x_p, x_q) if num_eval <= MAX_EXACT_OT_SAMPLES else None
         out = {
             "wasserstein_estimate": float(estimate),
             "true_w1": float(pair.true_w1),
@@ -120,13 +122,13 @@ def _plot(ctx: EvalContext, pair, x_p, x_q, estimate) -> None:
 
 
 def _image_task(config) -> Task:
-    from lipsort import gan  # imports lipsort.train too; only image runs need it
+    from lipsort.tasks import gan  # only image runs need it
 
     num_eval, batch_size = _check_common(config)
     gen_cfg = config.get("generator")
     if gen_cfg is None:
         raise ValueError("an image wde config needs config.generator (a gan config, e.g. "
-                         "lipsort.gan.gan_config('mnist')).")
+                         "configs/gan_mnist.py's).")
     errors = gan.validate(gen_cfg)
     if errors:
         raise ValueError("config.generator: " + "; ".join(errors))
@@ -145,15 +147,18 @@ def _image_task(config) -> Task:
                          f"images of {images.source}; lower it.")
     gen_dir = gan.generator_dir(base, gen_cfg)
     x_train = images.x_train
-    cache: dict = {}
+    prepared: dict = {}
+
+    def prepare(workdir: str) -> None:
+        # Before the critic's step is traced: the generator's own training is a program
+        # of its own, never staged into the critic's trace.
+        del workdir
+        prepared["generator"] = gan.ensure_generator(gen_cfg, gen_dir)
 
     def generator() -> "gan.Generator":
-        # First needed while the critic's train step is traced (after the config has been
-        # validated); trains the GAN in a child process if there is none yet.
-        if "g" not in cache:
-            with jax.ensure_compile_time_eval():  # concrete arrays, not tracers of the step
-                cache["g"] = gan.ensure_generator(gen_cfg, gen_dir)
-        return cache["g"]
+        if "generator" not in prepared:
+            raise RuntimeError("the image wde task samples its generator only after Task.prepare(workdir).")
+        return prepared["generator"]
 
     def sample_batch(key):
         kr, kg = jax.random.split(key)
@@ -173,7 +178,7 @@ def _image_task(config) -> Task:
         f_p = numpy_forward(ctx.exported, x_p)[:, 0].astype(np.float64)
         f_q = numpy_forward(ctx.exported, x_q)[:, 0].astype(np.float64)
         estimate = (f_p.mean() - f_q.mean()) / k
-        exact = distributions.exact_w1_samples(x_p, x_q) if num_eval <= MAX_EXACT_OT_SAMPLES else None
+        exact = toys.exact_w1_samples(x_p, x_q) if num_eval <= MAX_EXACT_OT_SAMPLES else None
         plot_image_critic(f_p, f_q, x_p, x_q, images.image_shape, os.path.join(ctx.workdir, "critic.png"),
                           title=f"{ctx.config.model.activation} + {ctx.config.model.constraint}: "
                                 f"estimate {estimate:.3f}, exact OT {exact if exact is None else round(exact, 3)}")
@@ -195,6 +200,7 @@ def _image_task(config) -> Task:
         loss=loss,
         evaluate=evaluate,
         certify_points=images.x_test[:8],
+        prepare=prepare,
     )
 
 
@@ -223,60 +229,3 @@ def plot_image_critic(f_p, f_q, x_p, x_q, image_shape, path: str, title: str = "
     fig.text(0.75, 0.93, "generator samples: lowest f (top), highest f (bottom)", ha="center", fontsize=8)
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def image_config(dataset: str, quick: bool = False) -> "ml_collections.ConfigDict":
-    """The image Wasserstein config (configs/wde_<dataset>.py): the paper's critic, MLP
-    784 → 720 → 720 → 1 with GroupSort(9) and Björck layers, against the generator of
-    ``lipsort.gan.gan_config(dataset)``. ``quick``: a tiny critic and generator, a few steps.
-    """
-    import ml_collections
-
-    from lipsort import gan
-
-    config = ml_collections.ConfigDict()
-    config.experiment = "wde"
-    config.seed = 0
-
-    config.model = ml_collections.ConfigDict()
-    config.model.widths = (18, 18) if quick else (720, 720)
-    config.model.activation = "group_sort"
-    config.model.group_size = 9
-    config.model.constraint = "bjorck"
-    config.model.lipschitz_constant = 1.0
-    config.model.norm = "l2"
-    # Retraction: the kernel stays orthonormal by stop-gradient Björck steps after each
-    # update (lipsort.retraction), instead of 15 unrolled iterations per forward pass on
-    # 784×720 kernels, which cost seconds per step on 2 CPU cores. The export finishes
-    # Björck exactly, so the certificate does not depend on this choice.
-    config.model.bjorck_training = "retraction"
-    config.model.bjorck_iters = 15
-    config.model.power_iters = 1
-
-    config.train = ml_collections.ConfigDict()
-    # 300 steps at lr 3e-3: ~2.5 min on 2 shared CPU cores (measured, see configs/wde_mnist.py);
-    # at lr 1e-3 the estimate after 200 steps was 0.72 against 1.07 here.
-    config.train.num_steps = 5 if quick else 300
-    config.train.batch_size = 32 if quick else 128
-    config.train.learning_rate = 3e-3
-    config.train.optimizer = "adam"
-    config.train.schedule = "cosine"
-    config.train.loss = "kr_dual"
-    config.train.log_every = 5 if quick else 50
-    config.train.checkpoint_every = 5 if quick else 300
-
-    config.data = ml_collections.ConfigDict()
-    config.data.dataset = dataset
-    config.data.source = "auto"
-    config.data.data_dir = ""
-    config.data.pixel_range = (0.0, 1.0)
-    config.data.num_train = 0
-    config.data.num_test = 0
-    config.data.num_eval = 100 if quick else 1000  # held-out samples of each side
-
-    config.generator = gan.gan_config(dataset, quick=quick)
-    config.generator_dir = "runs/generators"
-
-    config.certify = ml_collections.ConfigDict()
-    config.certify.search_steps = 5  # the W1 runs need the certificate, not a tight search
-    return config
