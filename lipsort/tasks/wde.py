@@ -46,6 +46,23 @@ def make_task(config) -> Task:
     return _toy_task(config)
 
 
+def kr_loss(model, batch):
+    """The critic's loss on a batch (x_p, x_q): −(E_P f − E_Q f) (maximize the dual)."""
+    x_p, x_q = batch
+    value = losses.kr_dual(model(x_p), model(x_q))
+    return value, {"w1_batch": -value / model.lipschitz_constant}
+
+
+def dual_estimate(exported, x_p: np.ndarray, x_q: np.ndarray, k: float):
+    """(f(x_p), f(x_q), (E_P f − E_Q f)/K, exact OT between the samples or None) of the
+    exported critic, in float64; the exact value is skipped past MAX_EXACT_OT_SAMPLES."""
+    f_p = numpy_forward(exported, x_p)[:, 0].astype(np.float64)
+    f_q = numpy_forward(exported, x_q)[:, 0].astype(np.float64)
+    estimate = (f_p.mean() - f_q.mean()) / k
+    exact = toys.exact_w1_samples(x_p, x_q) if len(x_p) <= MAX_EXACT_OT_SAMPLES else None
+    return f_p, f_q, estimate, exact
+
+
 def _check_common(config) -> tuple[int, int]:
     if config.train.loss not in LOSSES:
         raise ValueError(f"Unknown wde loss {config.train.loss!r}; valid losses are: {', '.join(LOSSES)}.")
@@ -63,20 +80,11 @@ def _toy_task(config) -> Task:
         kp, kq = jax.random.split(key)
         return pair.sample_p(kp, batch_size), pair.sample_q(kq, batch_size)
 
-    def loss(model, batch):
-        x_p, x_q = batch
-        value = losses.kr_dual(model(x_p), model(x_q))
-        return value, {"w1_batch": -value / model.lipschitz_constant}
-
     def evaluate(ctx: EvalContext) -> dict:
         kp, kq = jax.random.split(ctx.key)
         x_p = np.asarray(pair.sample_p(kp, num_eval))
         x_q = np.asarray(pair.sample_q(kq, num_eval))
-        k = float(config.model.lipschitz_constant)
-        f_p = numpy_forward(ctx.exported, x_p)[:, 0].astype(np.float64)
-        f_q = numpy_forward(ctx.exported, x_q)[:, 0].astype(np.float64)
-        estimate = (f_p.mean() - f_q.mean()) / k
-        exact = toys.exact_w1_samples(x_p, x_q) if num_eval <= MAX_EXACT_OT_SAMPLES else None
+        f_p, f_q, estimate, exact = dual_estimate(ctx.exported, x_p, x_q, float(config.model.lipschitz_constant))
         out = {
             "wasserstein_estimate": float(estimate),
             "true_w1": float(pair.true_w1),
@@ -94,7 +102,7 @@ def _toy_task(config) -> Task:
         out_features=1,
         data_source=f"synthetic:{pair.name}",
         sample_batch=sample_batch,
-        loss=loss,
+        loss=kr_loss,
         evaluate=evaluate,
         certify_points=x0,
     )
@@ -165,20 +173,11 @@ def _image_task(config) -> Task:
         real = jax.numpy.asarray(x_train)[jax.random.randint(kr, (batch_size,), 0, len(x_train))]
         return real, generator().sample(kg, batch_size)
 
-    def loss(model, batch):
-        x_p, x_q = batch
-        value = losses.kr_dual(model(x_p), model(x_q))
-        return value, {"w1_batch": -value / model.lipschitz_constant}
-
     def evaluate(ctx: EvalContext) -> dict:
         x_p = images.x_test[:num_eval]
         # A key the training batches never used (they fold the step into another key).
         x_q = np.asarray(generator().sample(ctx.key, num_eval))
-        k = float(config.model.lipschitz_constant)
-        f_p = numpy_forward(ctx.exported, x_p)[:, 0].astype(np.float64)
-        f_q = numpy_forward(ctx.exported, x_q)[:, 0].astype(np.float64)
-        estimate = (f_p.mean() - f_q.mean()) / k
-        exact = toys.exact_w1_samples(x_p, x_q) if num_eval <= MAX_EXACT_OT_SAMPLES else None
+        f_p, f_q, estimate, exact = dual_estimate(ctx.exported, x_p, x_q, float(config.model.lipschitz_constant))
         plot_image_critic(f_p, f_q, x_p, x_q, images.image_shape, os.path.join(ctx.workdir, "critic.png"),
                           title=f"{ctx.config.model.activation} + {ctx.config.model.constraint}: "
                                 f"estimate {estimate:.3f}, exact OT {exact if exact is None else round(exact, 3)}")
@@ -197,7 +196,7 @@ def _image_task(config) -> Task:
         out_features=1,
         data_source=f"{images.source} vs generator {gen_dir}",
         sample_batch=sample_batch,
-        loss=loss,
+        loss=kr_loss,
         evaluate=evaluate,
         certify_points=images.x_test[:8],
         prepare=prepare,
