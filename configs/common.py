@@ -95,6 +95,8 @@ def gan_config(dataset: str = "mnist", quick: bool = False) -> ml_collections.Co
     config.model.constraint = "none"  # WGAN-GP: the gradient penalty, not a constraint
     config.model.lipschitz_constant = 1.0
     config.model.norm = "l2"
+    # None: the layer default of the constraint; typed, so --config.model.first_constraint=two_inf works.
+    config.model.first_constraint = ml_collections.config_dict.placeholder(str)
 
     config.train = ml_collections.ConfigDict()
     config.train.num_steps = 20 if quick else 3000  # generator updates
@@ -134,6 +136,8 @@ def wde_image_config(dataset: str, quick: bool = False) -> ml_collections.Config
     config.model.constraint = "bjorck"
     config.model.lipschitz_constant = 1.0
     config.model.norm = "l2"
+    # None: the layer default of the constraint; typed, so --config.model.first_constraint=two_inf works.
+    config.model.first_constraint = ml_collections.config_dict.placeholder(str)
     # Retraction: the kernel stays orthonormal by stop-gradient Björck steps after each
     # update (lipsort.retraction), instead of 15 unrolled iterations per forward pass on
     # 784×720 kernels, which cost seconds per step on 2 CPU cores. The export finishes
@@ -185,6 +189,8 @@ def robust_base_config(quick: bool) -> ml_collections.ConfigDict:
     config.seed = 0
 
     config.model = ml_collections.ConfigDict()
+    # None: the layer default of the constraint; typed, so --config.model.first_constraint=two_inf works.
+    config.model.first_constraint = ml_collections.config_dict.placeholder(str)
     config.model.widths = (128, 128, 128) if quick else (1024, 1024, 1024)
     config.model.group_size = 2
     config.model.lipschitz_constant = 1.0

@@ -38,7 +38,7 @@ def get_config(arg=None):
     config = common.robust_base_config(args.quick)
     config.model.activation = "max_min"
     config.model.constraint = "linf"
-    config.model.first_constraint = None  # None: linf (ℓ∞ → ℓ∞); "two_inf" with norm l2: ℓ2 → ℓ∞
+    # None (a typed placeholder, set in the base): linf (ℓ∞ → ℓ∞); "two_inf" with norm l2: ℓ2 → ℓ∞
     config.model.norm = "linf"
     # ℓ1-ball units have entries ~1/784, so Adam's ~lr-sized steps must be large to move
     # them: at width 256 (2,000 bundled digits, 150 steps) lr 1e-4 / 1e-3 / 3e-3 / 1e-2 gave

@@ -67,9 +67,17 @@ def resolve_constraints(
     return chain
 
 
+# K is folded into the last exported float32 layer (weights of norm ≤ K, biases × K): far
+# below float32's 3.4e38, so no exported weight can overflow.
+MAX_LIPSCHITZ_CONSTANT = 1e30
+
+
 def _check_lipschitz_constant(k: float) -> float:
     if isinstance(k, bool) or not isinstance(k, (int, float)) or not math.isfinite(k) or k <= 0:
         raise ValueError(f"lipschitz_constant (K) must be a finite number > 0, got {k!r}.")
+    if k > MAX_LIPSCHITZ_CONSTANT:
+        raise ValueError(f"lipschitz_constant (K) must be ≤ {MAX_LIPSCHITZ_CONSTANT:g} so the exported float32 "
+                         f"weights stay finite, got {k!r}.")
     return float(k)
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
+import math
 import os
 import time
 from typing import Any, Callable
@@ -45,6 +45,9 @@ from lipsort.tasks import EvalContext
 from lipsort.validation import ConfigError, get, validate_config
 
 Array = jax.Array
+# Consecutive steps a retraction-mode run may spend above retraction_tol before it stops
+# (config.train.divergence_patience).
+DIVERGENCE_PATIENCE = 500
 
 __all__ = [
     "ConfigError", "TRAINERS", "TrainState", "create_train_state", "make_chunk_runner", "run_chunked_loop",
@@ -191,7 +194,7 @@ def run_chunked_loop(
                 "elapsed_s": round(time.time() - start_time, 3),
             }
             if step % log_every == 0 or step == num_steps:
-                metrics_file.write(json.dumps(record) + "\n")
+                metrics_file.write(run_files.json_line(record) + "\n")
                 metrics_file.flush()
                 rate = (step - first_step) / max(time.time() - loop_start, 1e-9)
                 logging.info(
@@ -227,25 +230,25 @@ def search_lower_bound(config, exported, points, key) -> float | None:
     return certify.export_lower_bound(exported, jnp.asarray(points, jnp.float32), key, steps=search_steps)
 
 
-def train_default(config: ml_collections.ConfigDict, workdir: str, *, stop_after_step: int | None = None) -> dict | None:
-    """The trainer of one network on a :class:`lipsort.tasks.Task` (module docstring)."""
-    start_time = time.time()
-    task, spec = validate_config(config)
-    run_files.start_run(workdir, config)
-    task.prepare(workdir)
+# Per-step metrics that measure how far retraction-mode kernels are from their manifold;
+# inf means "not measured after a rescale", so they are checked against the tolerance,
+# not for finiteness.
+RESIDUAL_METRICS = ("orthogonality_residual",)
 
-    num_steps, log_every, ckpt_every = loop_settings(config)
-    ts = create_train_state(config, spec)
-    checkpointer, resumed_from, state = run_files.resume(workdir, ts.state)
-    step = resumed_from or 0
-    data_key, eval_key = run_keys(config)
 
-    mesh = parallel.make_data_mesh(config)
-    if mesh is not None:
-        state = jax.device_put(state, NamedSharding(mesh, P()))  # replicated parameters
-    run_chunk = jax.jit(make_chunk_runner(
-        ts.graphdef, task.loss, task.sample_batch, ts.tx, data_key, retracts=ts.model.retracts, mesh=mesh
-    ))
+class DivergenceError(FloatingPointError):
+    """Training left the regime where the network it trains is the one it certifies."""
+
+
+def make_check(workdir: str, spec: MLPSpec | None, patience: int, warnings: list[str],
+               weights: Callable[[Any], Any] = lambda state: state[0]) -> Callable:
+    """``check(step, end, losses, aux, state)`` for :func:`run_chunked_loop`: fail fast on a
+    non-finite loss, metric or weight (naming the step); warn once when a retraction-mode
+    kernel's residual exceeds ``retraction_tol`` (or is not finite), and stop with
+    :class:`DivergenceError` when that lasts more than ``patience`` consecutive steps.
+    ``weights(state)`` picks the trained parameters out of the loop's state."""
+    tol = float(spec.retraction_tol) if spec is not None else math.inf
+    streak = {"bad": 0, "warned": False}
 
     def check(step, end, losses, aux, state):
         bad = ~np.isfinite(losses)
@@ -254,29 +257,82 @@ def train_default(config: ml_collections.ConfigDict, workdir: str, *, stop_after
                 f"non-finite loss ({losses[np.argmax(bad)]}) at step {step + int(np.argmax(bad)) + 1} of "
                 f"{workdir}; lower config.train.learning_rate or check the data."
             )
-        if not all_finite(state[0]):
+        for name, values in aux.items():
+            values = np.asarray(values)
+            if name in RESIDUAL_METRICS:
+                for i, r in enumerate(np.atleast_1d(values)):
+                    streak["bad"] = streak["bad"] + 1 if not r <= tol else 0
+                    if streak["bad"] and not streak["warned"]:
+                        streak["warned"] = True
+                        message = (f"step {step + i + 1}: the training-time kernels are off the orthonormal "
+                                   f"manifold ({name} {r:.3g} > retraction_tol {tol:g}), so the network being "
+                                   "trained is not the 1-Lipschitz one that is exported; lower "
+                                   "config.train.learning_rate (or use bjorck_training='riemannian' with SGD or "
+                                   "riemannian_adam).")
+                        warnings.append(message)
+                        logging.warning("%s", message)
+                    if streak["bad"] > patience:
+                        raise DivergenceError(
+                            f"{name} stayed above retraction_tol {tol:g} for {streak['bad']} steps (up to step "
+                            f"{step + i + 1}) in {workdir}: training diverged from the manifold; lower "
+                            "config.train.learning_rate (or raise config.train.divergence_patience)."
+                        )
+            elif not np.all(np.isfinite(values)):
+                raise FloatingPointError(f"non-finite metric {name!r} between steps {step + 1} and {end} of "
+                                         f"{workdir}; lower config.train.learning_rate or check the data.")
+        if not all_finite(weights(state)):
             raise FloatingPointError(f"non-finite weights after step {end} of {workdir}.")
 
-    state, step, stopped = run_chunked_loop(
-        run_chunk, state, step, num_steps=num_steps, log_every=log_every, ckpt_every=ckpt_every,
-        workdir=workdir, checkpointer=checkpointer, start_time=start_time, check=check,
-        stop_after_step=stop_after_step,
-    )
-    if stopped:
-        return None
+    return check
 
-    params, rest, _ = state
-    model = nnx.merge(ts.graphdef, params, rest)
-    model.eval()
-    exported = export_model(model)
-    save_export(exported, workdir)
-    lower = search_lower_bound(config, exported, task.certify_points, jax.random.fold_in(eval_key, 0))
-    extra = task.evaluate(EvalContext(config, model, exported, workdir, jax.random.fold_in(eval_key, 1)))
-    common = run_files.common_results(
-        config, exported, steps=step, start_time=start_time, resumed_from=resumed_from,
-        data_source=task.data_source, lower_bound=lower, params=params,
-    )
-    return run_files.finish_run(workdir, common, extra)
+
+def train_default(config: ml_collections.ConfigDict, workdir: str, *, stop_after_step: int | None = None) -> dict | None:
+    """The trainer of one network on a :class:`lipsort.tasks.Task` (module docstring)."""
+    start_time = time.time()
+    task, spec = validate_config(config)
+    with run_files.locked(workdir):
+        run = run_files.start_run(workdir, config)
+        if run.finished and not run.evaluation_changes:
+            logging.info("%s holds this run, finished: nothing to do (results.json is kept as it is)", workdir)
+            return run_files.read_results(workdir)
+        task.prepare(workdir)
+
+        num_steps, log_every, ckpt_every = loop_settings(config)
+        ts = create_train_state(config, spec)
+        checkpointer, resumed_from, state = run_files.resume(workdir, ts.state, run.config_hash)
+        step = resumed_from or 0
+        data_key, eval_key = run_keys(config)
+
+        mesh = parallel.make_data_mesh(config)
+        if mesh is not None:
+            state = jax.device_put(state, NamedSharding(mesh, P()))  # replicated parameters
+        run_chunk = jax.jit(make_chunk_runner(
+            ts.graphdef, task.loss, task.sample_batch, ts.tx, data_key, retracts=ts.model.retracts, mesh=mesh
+        ))
+        warnings: list[str] = []
+        check = make_check(workdir, spec if ts.model.retracts else None,
+                           int(get(config.train, "divergence_patience", DIVERGENCE_PATIENCE)), warnings)
+        state, step, stopped = run_chunked_loop(
+            run_chunk, state, step, num_steps=num_steps, log_every=log_every, ckpt_every=ckpt_every,
+            workdir=workdir, checkpointer=checkpointer, start_time=start_time, check=check,
+            stop_after_step=stop_after_step,
+        )
+        if stopped:
+            return None
+
+        params, rest, _ = state
+        model = nnx.merge(ts.graphdef, params, rest)
+        model.eval()
+        exported = export_model(model)
+        save_export(exported, workdir)
+        lower = search_lower_bound(config, exported, task.certify_points, jax.random.fold_in(eval_key, 0))
+        extra = task.evaluate(EvalContext(config, model, exported, workdir, jax.random.fold_in(eval_key, 1)))
+        common = run_files.common_results(
+            config, exported, steps=step, start_time=start_time, resumed_from=resumed_from,
+            data_source=task.data_source, lower_bound=lower, params=params,
+        )
+        warnings += extra.pop("warnings", [])  # the task's own (e.g. accuracy at chance)
+        return run_files.finish_run(workdir, common, extra, run, warnings)
 
 
 def _gan_trainer(config, workdir, *, stop_after_step=None):
@@ -288,14 +344,23 @@ TRAINERS: dict[str, Callable[..., dict | None]] = {"default": train_default, "ga
 
 
 def train_and_evaluate(
-    config: ml_collections.ConfigDict, workdir: str, *, stop_after_step: int | None = None
+    config: ml_collections.ConfigDict, workdir: str, *, stop_after_step: int | None = None,
+    restart: bool = False,
 ) -> dict | None:
     """Trains the experiment ``config`` describes in ``workdir`` and returns results.json.
 
-    Started again on the same workdir, the run resumes from its latest checkpoint (and
-    gives bit-identical results on CPU). ``stop_after_step`` simulates a kill right after
-    the first checkpoint at or past that step (for tests); the function then returns None.
+    Started again on the same workdir, the run resumes from its latest verified
+    checkpoint (and gives bit-identical results on CPU); a finished run is not trained
+    again (changed evaluation fields re-evaluate it). ``restart`` moves an existing run
+    aside (``<workdir>.previous-<timestamp>``) and starts over. ``stop_after_step``
+    simulates a kill right after the first checkpoint at or past that step (for tests);
+    the function then returns None.
     """
+    if restart:
+        validate_config(config)  # a bad config moves nothing
+        with run_files.locked(workdir):
+            pass  # refuses while another run holds it
+        run_files.move_aside(workdir)
     experiment = get(config, "experiment")
     trainer = tasks.TASKS[experiment].trainer if experiment in tasks.TASKS else "default"
     return TRAINERS[trainer](config, workdir, stop_after_step=stop_after_step)

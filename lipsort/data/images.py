@@ -133,6 +133,12 @@ def parse_config(data_config) -> _Request:
 def load(data_config) -> ImageData:
     """Loads ``config.data.dataset`` from ``config.data.source``; see the module docstring."""
     req = parse_config(data_config)
+    if req.data_dir and not os.path.isdir(req.data_dir):
+        # An explicit folder that is not there is a typo, not a reason to fall back silently.
+        raise DataUnavailableError(
+            f"config.data.data_dir {req.data_dir!r} does not exist; fix the path, or set it to '' for "
+            "the default places."
+        )
     if req.source == "auto":
         failures = []
         for source in ("tfds", "idx", "bundled"):
@@ -182,6 +188,12 @@ def _bundled_present(req: _Request) -> bool:
 def _finish(req: _Request, source: str, x_train, y_train, x_test, y_test) -> ImageData:
     """Caps the splits, checks shapes and labels, flattens and scales the pixels."""
     shape = IMAGE_SHAPES[req.dataset]
+    for name, requested, available in (("num_train", req.num_train, len(x_train)), ("num_test", req.num_test, len(x_test))):
+        if requested > available:
+            raise DataUnavailableError(
+                f"config.data.{name}={requested} but {source} has {available} {name[4:]} images; "
+                f"lower it (0 = all {available})."
+            )
     if req.num_train:
         x_train, y_train = x_train[: req.num_train], y_train[: req.num_train]
     if req.num_test:
@@ -263,8 +275,11 @@ def read_idx(path: str) -> np.ndarray:
     then d big-endian uint32 sizes, then the data in C order.
     """
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError; a truncated .gz is an EOFError
+        raise ValueError(f"{path} cannot be read ({type(e).__name__}: {e}); download or install it again.") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise ValueError(f"{path} is not an IDX file (bad magic number {raw[:4].hex()}).")
     ndim = raw[3]

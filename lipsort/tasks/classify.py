@@ -57,6 +57,13 @@ def _two_moons(data, seed: int) -> Split:
     source = data.get("source", "synthetic")
     if source != "synthetic":
         raise ValueError(f"two_moons is generated here: config.data.source must be 'synthetic', got {source!r}.")
+    for name, minimum in (("num_train", 2), ("num_test", 1)):
+        value = data.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"config.data.{name} must be an integer ≥ {minimum} for two_moons, got {value!r}.")
+    noise = data.get("noise")
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < float("inf"):
+        raise ValueError(f"config.data.noise must be a number ≥ 0, got {noise!r}.")
     rng = np.random.default_rng(seed)
     x_train, y_train = make_moons(int(data.num_train), float(data.noise), rng)
     x_test, y_test = make_moons(int(data.num_test), float(data.noise), rng)
@@ -105,6 +112,16 @@ def robustness(clean_margins: np.ndarray, worst_margins: np.ndarray, eps: float,
     }
 
 
+def chance_warnings(clean_accuracy: float, labels: np.ndarray) -> tuple[bool, list[str]]:
+    """(at chance, warnings): at chance = no better than always answering the most
+    frequent class of ``labels`` (+1 %), i.e. the network did not learn."""
+    majority = float(np.bincount(np.asarray(labels)).max() / len(labels))
+    if clean_accuracy > majority + 0.01:
+        return False, []
+    return True, [f"clean accuracy {clean_accuracy:.3f} is at chance (the most frequent class is {majority:.3f} of "
+                  "the test set): the network did not learn; lower config.train.learning_rate or train longer."]
+
+
 def make_task(config) -> Task:
     data, train, ev = config.data, config.train, config.eval
     dataset = data.get("dataset", None)
@@ -122,6 +139,9 @@ def make_task(config) -> Task:
         raise ValueError(f"Unknown loss {train.loss!r}; valid: {', '.join(losses.LOSSES)}.")
     split = DATASETS[dataset](data, int(config.seed))  # the slow part: checks above run first
     x_train, y_train, x_test, y_test = split.x_train, split.y_train, split.x_test, split.y_test
+    if len(x_train) < split.num_classes:
+        raise ValueError(f"{len(x_train)} training examples cannot train a {split.num_classes}-class classifier; "
+                         f"raise config.data.num_train (0 = all).")
     out_features = 1 if split.num_classes == 2 else split.num_classes
     valid = BINARY_LOSSES if out_features == 1 else MULTICLASS_LOSSES
     if train.loss not in valid:
@@ -163,6 +183,7 @@ def make_task(config) -> Task:
             certified[str(eps)], attacked[str(eps)] = r["certified"], r["attack"]
             contradictions[str(eps)] = r["certified_but_broken"]
         clean = certify.accuracy(logits, y_test)
+        at_chance, warnings = chance_warnings(clean, y_test)
         if x_test.shape[1] == 2:
             lo, hi = x_test.min(0) - 0.5, x_test.max(0) + 0.5
             xx, yy = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
@@ -174,6 +195,8 @@ def make_task(config) -> Task:
             )
         return {
             "clean_accuracy": clean,
+            "at_chance": at_chance,
+            "warnings": warnings,
             "train_accuracy": certify.accuracy(train_logits, y_train),
             "certified_accuracy": certified,
             "attack_accuracy": attacked,

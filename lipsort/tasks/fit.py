@@ -78,6 +78,9 @@ def make_task(config) -> Task:
     low, high = float(data.low), float(data.high)
     if not low < high:
         raise ValueError(f"config.data.low must be < config.data.high, got [{low}, {high}].")
+    grid_size = data.get("grid_size")
+    if isinstance(grid_size, bool) or not isinstance(grid_size, int) or grid_size < 2:
+        raise ValueError(f"config.data.grid_size (the evaluation grid) must be an integer ≥ 2, got {grid_size!r}.")
     target = TARGETS[data.source]
     batch_size = int(train.batch_size)
 

@@ -209,7 +209,12 @@ def ensure_generator(gan_cfg, directory: str) -> Generator:
     if not is_trained(directory):
         raise_if(validate(gan_cfg), "generator config")
         logging.info("no generator in %s: training one (%d steps) first", directory, gan_cfg.train.num_steps)
-        train_gan(gan_cfg, directory)
+        try:
+            train_gan(gan_cfg, directory)
+        except run_files.WorkdirBusy:
+            logging.info("another run is training the generator in %s: waiting for it", directory)
+            with run_files.locked(directory, wait=True):
+                pass
     return load_generator(directory)
 
 
@@ -273,30 +278,36 @@ def make_step(graphdef, config, x_train: Array, data_key: Array, optimizers, *, 
 def train_gan(config, workdir: str, *, stop_after_step: int | None = None) -> dict | None:
     """Trains the WGAN ``config`` describes in ``workdir`` (resuming if it can) and
     returns results.json; ``stop_after_step`` simulates a kill (returns None), for tests."""
-    from lipsort.train import loop_settings, run_chunked_loop, run_keys, search_lower_bound
 
     start_time = time.time()
     raise_if(validate(config))
     images = data.load(config.data)  # a missing data set fails here, before any training
-    run_files.start_run(workdir, config)
-    logging.info("gan: %s from %s, %d training images", images.name, images.source, len(images.x_train))
+    with run_files.locked(workdir):
+        run = run_files.start_run(workdir, config)
+        if run.finished and not run.evaluation_changes:
+            logging.info("%s holds this gan run, finished: nothing to do", workdir)
+            return run_files.read_results(workdir)
+        return _train_gan_locked(config, workdir, images, run, start_time, stop_after_step)
 
+
+def _train_gan_locked(config, workdir, images, run, start_time, stop_after_step):
+    from lipsort.train import (DIVERGENCE_PATIENCE, loop_settings, make_check, run_chunked_loop, run_keys,
+                               search_lower_bound)
+
+    logging.info("gan: %s from %s, %d training images", images.name, images.source, len(images.x_train))
     num_steps, log_every, ckpt_every = loop_settings(config)
     critic, graphdef, optimizers, state = _init_state(config)
-    checkpointer, resumed_from, state = run_files.resume(workdir, state)
+    checkpointer, resumed_from, state = run_files.resume(workdir, state, run.config_hash)
     step = resumed_from or 0
 
     data_key, eval_key = run_keys(config)
     step_fn = make_step(graphdef, config, jnp.asarray(images.x_train), data_key, optimizers,
                         retracts=critic.retracts)
     run_chunk = jax.jit(lambda state, steps: jax.lax.scan(step_fn, state, steps))
-
-    def check(step, end, losses, aux, state):
-        if not np.all(np.isfinite(losses)) or not np.all(np.isfinite(np.asarray(aux["generator_loss"]))):
-            raise FloatingPointError(
-                f"non-finite GAN loss between steps {step + 1} and {end} of {workdir}; "
-                "lower config.train.learning_rate."
-            )
+    warnings: list[str] = []
+    check = make_check(workdir, critic.spec if critic.retracts else None,
+                       int(get(config.train, "divergence_patience", DIVERGENCE_PATIENCE)), warnings,
+                       weights=lambda state: (state[0], state[1]))  # generator and critic
 
     state, step, stopped = run_chunked_loop(
         run_chunk, state, step, num_steps=num_steps, log_every=log_every, ckpt_every=ckpt_every,
@@ -331,7 +342,7 @@ def train_gan(config, workdir: str, *, stop_after_step: int | None = None) -> di
         "critic_gap_held_out": gap,
         "num_eval_samples": n_eval,
         "num_generator_params": int(sum(np.size(x) for x in jax.tree.leaves(g_params))),
-    })
+    }, run, warnings)
 
 
 def save_sample_grid(samples: np.ndarray, image_shape, path: str, title: str = "", ncols: int = 8) -> None:
