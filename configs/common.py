@@ -8,6 +8,16 @@ import os
 
 import ml_collections
 
+def model_section() -> ml_collections.ConfigDict:
+    """A ``config.model`` with the optional fields every model takes, typed so that the
+    command line can set them (``--config.model.first_constraint=two_inf``): a plain
+    None field could not be overridden."""
+    model = ml_collections.ConfigDict()
+    # None: the first layer follows from constraint and norm (lipsort.models).
+    model.first_constraint = ml_collections.config_dict.placeholder(str)
+    return model
+
+
 # --- the argument -----------------------------------------------------------------------------
 
 
@@ -88,15 +98,13 @@ def gan_config(dataset: str = "mnist", quick: bool = False) -> ml_collections.Co
     config.generator.latent_dim = 16 if quick else 64
     config.generator.widths = (32,) if quick else (256, 512)
 
-    config.model = ml_collections.ConfigDict()  # the critic
+    config.model = model_section()  # the critic
     config.model.widths = (32,) if quick else (512, 256)
     config.model.activation = "relu"
     config.model.group_size = 2
     config.model.constraint = "none"  # WGAN-GP: the gradient penalty, not a constraint
     config.model.lipschitz_constant = 1.0
     config.model.norm = "l2"
-    # None: the layer default of the constraint; typed, so --config.model.first_constraint=two_inf works.
-    config.model.first_constraint = ml_collections.config_dict.placeholder(str)
 
     config.train = ml_collections.ConfigDict()
     config.train.num_steps = 20 if quick else 3000  # generator updates
@@ -129,15 +137,13 @@ def wde_image_config(dataset: str, quick: bool = False) -> ml_collections.Config
     config.experiment = "wde"
     config.seed = 0
 
-    config.model = ml_collections.ConfigDict()
+    config.model = model_section()
     config.model.widths = (18, 18) if quick else (720, 720)
     config.model.activation = "group_sort"
     config.model.group_size = 9
     config.model.constraint = "bjorck"
     config.model.lipschitz_constant = 1.0
     config.model.norm = "l2"
-    # None: the layer default of the constraint; typed, so --config.model.first_constraint=two_inf works.
-    config.model.first_constraint = ml_collections.config_dict.placeholder(str)
     # Retraction: the kernel stays orthonormal by stop-gradient Björck steps after each
     # update (lipsort.retraction), instead of 15 unrolled iterations per forward pass on
     # 784×720 kernels, which cost seconds per step on 2 CPU cores. The export finishes
@@ -188,9 +194,7 @@ def robust_base_config(quick: bool) -> ml_collections.ConfigDict:
     config.experiment = "classify"
     config.seed = 0
 
-    config.model = ml_collections.ConfigDict()
-    # None: the layer default of the constraint; typed, so --config.model.first_constraint=two_inf works.
-    config.model.first_constraint = ml_collections.config_dict.placeholder(str)
+    config.model = model_section()
     config.model.widths = (128, 128, 128) if quick else (1024, 1024, 1024)
     config.model.group_size = 2
     config.model.lipschitz_constant = 1.0

@@ -20,7 +20,7 @@ def get_config(arg=None):
     config.experiment = "fit"
     config.seed = 0
 
-    config.model = ml_collections.ConfigDict()
+    config.model = common.model_section()
     config.model.widths = (16,) if quick else (32, 32, 32)
     config.model.activation = "group_sort"
     config.model.group_size = 2

@@ -20,7 +20,7 @@ def get_config(arg=None):
     config.experiment = "classify"
     config.seed = 0
 
-    config.model = ml_collections.ConfigDict()
+    config.model = common.model_section()
     config.model.widths = (16, 16) if quick else (64, 64, 64)
     config.model.activation = "group_sort"
     config.model.group_size = 2

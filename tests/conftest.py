@@ -1,8 +1,16 @@
 """Shared test settings: CPU, deterministic, small."""
 import os
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# One persistent XLA compilation cache for the whole session (both xdist workers and the
+# command-line runs the tests start): the same small programs are compiled once, not in
+# every process. Keyed by the test run's parent pid, so each `pytest` starts empty.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), f"lipsort-test-xla-cache-{os.getppid()}"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import hypothesis
 

@@ -171,10 +171,15 @@ def _init_state(config):
     return critic, graphdef, (g_tx, c_tx), (g_params, c_params, c_rest, g_tx.init(g_params), c_tx.init(c_params))
 
 
+def _without_nones(d: dict) -> dict:
+    # An optional field left unset (None) must not move a trained generator to a new folder.
+    return {k: _without_nones(v) if isinstance(v, dict) else v for k, v in d.items() if v is not None}
+
+
 def generator_dir(base: str, gan_cfg) -> str:
     """``base/<dataset>-<10 hex digits of the config's hash>``: a changed GAN config
     gets its own directory, an unchanged one finds the generator trained before."""
-    blob = json.dumps(run_files.config_to_dict(gan_cfg), sort_keys=True)
+    blob = json.dumps(_without_nones(run_files.config_to_dict(gan_cfg)), sort_keys=True)
     return os.path.join(base, f"{gan_cfg.data.dataset}-{hashlib.sha1(blob.encode()).hexdigest()[:10]}")
 
 
