@@ -264,11 +264,12 @@ def make_check(workdir: str, spec: MLPSpec | None, patience: int, warnings: list
                     streak["bad"] = streak["bad"] + 1 if not r <= tol else 0
                     if streak["bad"] and not streak["warned"]:
                         streak["warned"] = True
+                        how_far = (f"{name} {r:.3g} > retraction_tol {tol:g}" if np.isfinite(r) else
+                                   "so far that the retraction had to rescale them, residual unknown")
                         message = (f"step {step + i + 1}: the training-time kernels are off the orthonormal "
-                                   f"manifold ({name} {r:.3g} > retraction_tol {tol:g}), so the network being "
-                                   "trained is not the 1-Lipschitz one that is exported; lower "
-                                   "config.train.learning_rate (or use bjorck_training='riemannian' with SGD or "
-                                   "riemannian_adam).")
+                                   f"manifold ({how_far}), so the network being trained is not the 1-Lipschitz "
+                                   "one that is exported; lower config.train.learning_rate (or use "
+                                   "bjorck_training='riemannian' with SGD or riemannian_adam).")
                         warnings.append(message)
                         logging.warning("%s", message)
                     if streak["bad"] > patience:

@@ -166,10 +166,23 @@ def is_available(data_config) -> bool:
     return any(_AVAILABLE[s](req) for s in sources)
 
 
+def _drop_unprepared_tfds_warning(record) -> bool:
+    # tfds warns "Variant folder … has no dataset_info.json" for every half-made folder it
+    # scans; for us that only means "not prepared", which `auto` then reports itself.
+    return "has no dataset_info.json" not in record.getMessage()
+
+
+def _quiet_tfds():
+    absl_logger = logging.get_absl_logger()
+    if _drop_unprepared_tfds_warning not in absl_logger.filters:
+        absl_logger.addFilter(_drop_unprepared_tfds_warning)
+
+
 def _tfds_prepared(req: _Request) -> bool:
     try:
         import tensorflow_datasets as tfds
 
+        _quiet_tfds()
         return bool(tfds.builder(req.dataset, data_dir=req.data_dir or None).is_prepared())
     except Exception:  # not installed, unknown name, unreadable folder: not available
         return False
@@ -230,6 +243,7 @@ def _load_tfds(req: _Request):
         raise DataUnavailableError(
             "tensorflow-datasets is not installed; " + _HOW_TO_GET["tfds"].format(name=req.dataset)
         ) from e
+    _quiet_tfds()
     splits = {}
     for split in ("train", "test"):
         try:
