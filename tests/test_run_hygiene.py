@@ -293,3 +293,27 @@ def test_truncated_gzip_idx_file_is_a_clear_error(tmp_path):
         f.write(b"not gzip at all")
     with pytest.raises(ValueError, match="train-images-idx3-ubyte.gz"):
         data.read_idx(path)
+
+
+def test_a_failed_run_and_ctrl_c_are_one_line(tmp_path):
+    import signal
+
+    diverged = _main("--config=configs/toy_abs.py:quick", f"--workdir={tmp_path / 'nan'}",
+                     "--config.model.constraint=none", "--config.model.activation=relu",
+                     "--config.train.optimizer=sgd", "--config.train.schedule=constant",
+                     "--config.train.learning_rate=1e30")
+    assert diverged.returncode == 1 and "Traceback" not in diverged.stderr
+    assert diverged.stderr.strip().splitlines()[-1].startswith("lipsort: FloatingPointError: non-finite")
+    workdir = str(tmp_path / "interrupted")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lipsort.main", "--config=configs/toy_abs.py:quick", f"--workdir={workdir}",
+         "--config.train.num_steps=100000", "--config.train.log_every=100"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not os.path.exists(os.path.join(workdir, run_files.METRICS)):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in stderr
+    assert "interrupted; run the same command again to resume" in stderr.strip().splitlines()[-1]
