@@ -18,6 +18,20 @@ def model_section() -> ml_collections.ConfigDict:
     return model
 
 
+def image_data_section(dataset: str, num_train: int = 0, num_test: int = 0) -> ml_collections.ConfigDict:
+    """``config.data`` of an image experiment (lipsort.data.images): source ``auto`` (the
+    first of a prepared tfds copy, local IDX files, the bundled digits), pixels in [0, 1],
+    ``num_train``/``num_test`` images (0 = all)."""
+    data = ml_collections.ConfigDict()
+    data.dataset = dataset
+    data.source = "auto"
+    data.data_dir = ""
+    data.pixel_range = (0.0, 1.0)
+    data.num_train = num_train
+    data.num_test = num_test
+    return data
+
+
 # --- the argument -----------------------------------------------------------------------------
 
 
@@ -86,13 +100,7 @@ def gan_config(dataset: str = "mnist", quick: bool = False) -> ml_collections.Co
     config.experiment = "gan"
     config.seed = 0
 
-    config.data = ml_collections.ConfigDict()
-    config.data.dataset = dataset
-    config.data.source = "auto"
-    config.data.data_dir = ""
-    config.data.pixel_range = (0.0, 1.0)
-    config.data.num_train = 0
-    config.data.num_test = 0
+    config.data = image_data_section(dataset)
 
     config.generator = ml_collections.ConfigDict()
     config.generator.latent_dim = 16 if quick else 64
@@ -164,13 +172,7 @@ def wde_image_config(dataset: str, quick: bool = False) -> ml_collections.Config
     config.train.log_every = 5 if quick else 50
     config.train.checkpoint_every = 5 if quick else 300
 
-    config.data = ml_collections.ConfigDict()
-    config.data.dataset = dataset
-    config.data.source = "auto"
-    config.data.data_dir = ""
-    config.data.pixel_range = (0.0, 1.0)
-    config.data.num_train = 0
-    config.data.num_test = 0
+    config.data = image_data_section(dataset)
     config.data.num_eval = 100 if quick else 1000  # held-out samples of each side
 
     config.generator = gan_config(dataset, quick=quick)
@@ -209,13 +211,7 @@ def robust_base_config(quick: bool) -> ml_collections.ConfigDict:
     config.train.log_every = 25 if quick else 50
     config.train.checkpoint_every = 150 if quick else 200
 
-    config.data = ml_collections.ConfigDict()
-    config.data.dataset = "mnist"
-    config.data.source = "auto"
-    config.data.data_dir = ""
-    config.data.pixel_range = (0.0, 1.0)
-    config.data.num_train = 2000 if quick else 0  # 0 = all
-    config.data.num_test = 500 if quick else 0
+    config.data = image_data_section("mnist", num_train=2000 if quick else 0, num_test=500 if quick else 0)
 
     config.eval = ml_collections.ConfigDict()
     config.eval.attack_steps = 10 if quick else 20

@@ -16,3 +16,17 @@ import hypothesis
 
 hypothesis.settings.register_profile("ci", deadline=None, max_examples=25, derandomize=True)
 hypothesis.settings.load_profile("ci")
+
+
+def tiny_abs(num_steps=12):
+    """The |x| fit cut to seconds: the runner tests' shared config."""
+    from lipsort.config_loader import load_config
+
+    config = load_config("toy_abs:quick")
+    config.model.widths = (8, 8)
+    config.train.num_steps = num_steps
+    config.train.log_every = 3
+    config.train.checkpoint_every = 6
+    config.data.grid_size = 101
+    config.certify.search_steps = 2
+    return config

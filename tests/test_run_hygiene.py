@@ -10,22 +10,12 @@ import time
 import numpy as np
 import pytest
 
+from conftest import tiny_abs
 from lipsort import certify, train
 from lipsort import workdir as run_files
 from lipsort.config_loader import load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def tiny_abs(num_steps=12):
-    config = load_config("toy_abs:quick")
-    config.model.widths = (8, 8)
-    config.train.num_steps = num_steps
-    config.train.log_every = 3
-    config.train.checkpoint_every = 6
-    config.data.grid_size = 101
-    config.certify.search_steps = 2
-    return config
 
 
 def _strict_load(path):

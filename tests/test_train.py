@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+from conftest import tiny_abs
 from lipsort import train
 from lipsort import workdir as run_files
 
@@ -20,17 +21,6 @@ def load_config(name, arg="quick"):
     from lipsort import config_loader
 
     return config_loader.load_config(name if arg is None else f"{name}:{arg}")
-
-
-def tiny_abs(num_steps=12):
-    config = load_config("toy_abs")
-    config.model.widths = (8, 8)
-    config.train.num_steps = num_steps
-    config.train.log_every = 3
-    config.train.checkpoint_every = 6
-    config.data.grid_size = 101
-    config.certify.search_steps = 2
-    return config
 
 
 @pytest.mark.parametrize(
