@@ -9,12 +9,17 @@
                                               (:mod:`lipsort.riemannian_adam`)
 =====================  =====================  =====================================
 
-``train.learning_rate`` (> 0) and ``train.schedule`` (``constant``, or ``cosine`` over
-``train.num_steps`` down to 1 %) apply to all of them. A field of another optimizer set
+``train.learning_rate`` (> 0) and ``train.schedule`` apply to all of them: ``constant``;
+``cosine`` over ``train.num_steps`` down to 1 %; ``step``: multiplied by
+``train.decay_factor`` (in (0, 1]) at each step of ``train.decay_steps`` (the paper's WDE
+protocol: ×0.9 at five epochs). ``train.grad_clip_norm`` > 0 clips the gradient's global
+ℓ2 norm before the optimizer (the paper's 0.1; 0 = off; a uniform rescale, so tangent
+gradients stay tangent). A field of another optimizer set
 to a non-default value is an error (it would be silently ignored). Every loop (the
 generic one, the GAN, the benchmark) builds its optimizer with :func:`make_optimizer`.
 
-To add an optimizer: one :class:`Optimizer` entry in :data:`OPTIMIZERS`.
+To add an optimizer: one :class:`Optimizer` entry in :data:`OPTIMIZERS`; a schedule: one
+entry of :data:`SCHEDULES` (with its fields' checks in :func:`validate`).
 """
 from __future__ import annotations
 
@@ -72,7 +77,13 @@ OPTIMIZERS: dict[str, Optimizer] = {
     # One second moment per orthonormal kernel: keeps riemannian-mode updates tangent.
     "riemannian_adam": Optimizer(_ADAM_FIELDS, _riemannian_adam, needs_manifold_mask=True),
 }
-SCHEDULES = ("constant", "cosine")
+# train.schedule → fn(base learning rate, config.train) → rate or optax schedule.
+SCHEDULES: dict[str, Callable[[float, Any], optax.ScalarOrSchedule]] = {
+    "constant": lambda lr, train: lr,
+    "cosine": lambda lr, train: optax.cosine_decay_schedule(lr, int(train.num_steps), alpha=0.01),
+    "step": lambda lr, train: optax.piecewise_constant_schedule(
+        lr, {int(s): float(train.decay_factor) for s in train.decay_steps}),
+}
 
 
 def _get(cfg, key, default=None):
@@ -94,6 +105,7 @@ def validate(train) -> list[str]:
         errors.append(f"config.train.learning_rate must be a finite number > 0, got {lr!r}.")
     if _get(train, "schedule", "constant") not in SCHEDULES:
         errors.append(f"Unknown schedule {_get(train, 'schedule')!r}; valid: {', '.join(SCHEDULES)}.")
+    errors += _schedule_problems(train)
     own = OPTIMIZERS[name].fields
     for other_name, other in OPTIMIZERS.items():
         for field_name, field in other.fields.items():
@@ -112,6 +124,31 @@ def validate(train) -> list[str]:
     return errors
 
 
+def _schedule_problems(train) -> list[str]:
+    errors = []
+    schedule = _get(train, "schedule", "constant")
+    steps, factor = _get(train, "decay_steps"), _get(train, "decay_factor")
+    if schedule == "step":
+        if (not isinstance(steps, (tuple, list)) or not steps
+                or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in steps)
+                or list(steps) != sorted(set(steps))):
+            errors.append(f"config.train.decay_steps must be increasing positive step numbers, got {steps!r}.")
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor <= 1:
+            errors.append(f"config.train.decay_factor must be a number in (0, 1], got {factor!r}.")
+    elif steps or factor is not None:
+        errors.append(f"config.train.decay_steps/decay_factor apply to schedule 'step' only (got schedule "
+                      f"{schedule!r}); remove them or use 'step'.")
+    clip = _get(train, "grad_clip_norm", 0.0)
+    if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not 0 <= clip < math.inf:
+        errors.append(f"config.train.grad_clip_norm must be a number ≥ 0 (0 = off), got {clip!r}.")
+    return errors
+
+
+def learning_rate(train) -> optax.ScalarOrSchedule:
+    """The learning rate, or its schedule over steps, of ``config.train``."""
+    return SCHEDULES[_get(train, "schedule", "constant")](float(train.learning_rate), train)
+
+
 def make_optimizer(train, manifold_mask=None) -> optax.GradientTransformation:
     """The optax optimizer of ``config.train`` (validated by :func:`validate` first).
 
@@ -121,9 +158,8 @@ def make_optimizer(train, manifold_mask=None) -> optax.GradientTransformation:
     errors = validate(train)
     if errors:
         raise ValueError("; ".join(errors))
-    lr = float(train.learning_rate)
-    if _get(train, "schedule", "constant") == "cosine":
-        lr = optax.cosine_decay_schedule(lr, int(train.num_steps), alpha=0.01)
     entry = OPTIMIZERS[optimizer_name(train)]
     values = {k: float(_get(train, k, f.default)) for k, f in entry.fields.items()}
-    return entry.build(lr, values, manifold_mask)
+    tx = entry.build(learning_rate(train), values, manifold_mask)
+    clip = float(_get(train, "grad_clip_norm", 0.0))
+    return optax.chain(optax.clip_by_global_norm(clip), tx) if clip > 0 else tx
