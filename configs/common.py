@@ -32,6 +32,40 @@ def image_data_section(dataset: str, num_train: int = 0, num_test: int = 0) -> m
     return data
 
 
+# The paper's WDE protocol (../shared/PAPER_SETTINGS.md, dualnets estimate_wde_gan.json).
+PAPER_UPDATES_PER_EPOCH = 32
+PAPER_EPOCHS = 512
+PAPER_DECAY_EPOCHS = (64, 96, 128, 256, 392)
+
+
+def apply_wde_paper_protocol(config: ml_collections.ConfigDict, quick: bool) -> ml_collections.ConfigDict:
+    """The paper's critic training: batch 64 per side, 512 epochs × 32 = 16,384 updates,
+    Adam 1e-3 (β = 0.9, 0.999) ×0.9 at epochs 64, 96, 128, 256, 392, gradient-norm
+    clipping 0.1, pixels in [−1, 1] (data and generator), 27 unrolled Björck iterations
+    (order 1, β = 0.5), 2 power iterations for spectral normalization, and the estimate
+    also on training samples (32 batches of 64, fresh generator samples), as the paper
+    reports it. ``quick``: the same protocol for 8 updates of the quick critic."""
+    train = config.train
+    train.batch_size = 64
+    train.num_steps = 8 if quick else PAPER_EPOCHS * PAPER_UPDATES_PER_EPOCH
+    train.learning_rate = 1e-3
+    train.optimizer = "adam"
+    train.schedule = "step"
+    train.decay_steps = tuple(e * PAPER_UPDATES_PER_EPOCH for e in PAPER_DECAY_EPOCHS)
+    train.decay_factor = 0.9
+    train.grad_clip_norm = 0.1
+    train.log_every = 4 if quick else 256
+    train.checkpoint_every = 8 if quick else 1024
+    config.model.bjorck_training = "unrolled"
+    config.model.bjorck_iters = 27
+    config.model.power_iters = 2
+    config.data.pixel_range = (-1.0, 1.0)
+    config.generator.data.pixel_range = (-1.0, 1.0)
+    config.eval = ml_collections.ConfigDict()
+    config.eval.train_batches = 2 if quick else 32  # the paper's estimate: on training samples
+    return config
+
+
 # --- the argument -----------------------------------------------------------------------------
 
 

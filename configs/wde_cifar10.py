@@ -2,6 +2,7 @@ r"""Wasserstein-1 between CIFAR10 and a WGAN-GP generator: the paper's CIFAR10 c
 
     python -m lipsort.main --config=configs/wde_cifar10.py --workdir=/tmp/wde_cifar10
     python -m lipsort.main --config=configs/wde_cifar10.py:quick --workdir=/tmp/wde_quick
+    python -m lipsort.main --config=configs/wde_cifar10.py:paper   # the paper's protocol (below)
 
 Needs CIFAR10 prepared for tensorflow-datasets (`tfds build cifar10
 --file_format=array_record` where there is internet) or IDX files in config.data.data_dir;
@@ -14,7 +15,10 @@ result for this config yet.
 """
 from configs import common
 
+KINDS = ("paper",)  # the paper's protocol; ARG is [paper][,quick]
+
 
 def get_config(arg=None):
-    args = common.parse_arg(arg, __file__)
-    return common.wde_image_config("cifar10", quick=args.quick)
+    args = common.parse_arg(arg, __file__, kinds=KINDS)
+    config = common.wde_image_config("cifar10", quick=args.quick)
+    return common.apply_wde_paper_protocol(config, args.quick) if args.kind == "paper" else config

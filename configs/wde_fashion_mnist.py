@@ -3,6 +3,7 @@ a data set the paper did not use).
 
     python -m lipsort.main --config=configs/wde_fashion_mnist.py --workdir=/tmp/wde_fashion
     python -m lipsort.main --config=configs/wde_fashion_mnist.py:quick --workdir=/tmp/wde_quick
+    python -m lipsort.main --config=configs/wde_fashion_mnist.py:paper   # the paper's protocol (below)
 
 Same critic and training as configs/wde_mnist.py (MLP 784 → 720 → 720 → 1, GroupSort(9),
 Björck, retraction). Generator: configs/gan_fashion_mnist.py's, trained first into
@@ -17,7 +18,10 @@ wasserstein_estimate 1.206, exact_w1_samples 5.875, lipschitz_upper_bound ≤ 1.
 """
 from configs import common
 
+KINDS = ("paper",)  # the paper's protocol; ARG is [paper][,quick]
+
 
 def get_config(arg=None):
-    args = common.parse_arg(arg, __file__)
-    return common.wde_image_config("fashion_mnist", quick=args.quick)
+    args = common.parse_arg(arg, __file__, kinds=KINDS)
+    config = common.wde_image_config("fashion_mnist", quick=args.quick)
+    return common.apply_wde_paper_protocol(config, args.quick) if args.kind == "paper" else config
