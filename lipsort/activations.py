@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lipsort.registry import Registry
+
 Array = jax.Array
 
 
@@ -169,15 +171,12 @@ class Activation:
         return self.numpy_fn(h, self.group(h.shape[-1], group_size))
 
 
-_REGISTRY: dict[str, Activation] = {}
+_REGISTRY: Registry[Activation] = Registry("activation")
 
 
 def register_activation(activation: Activation) -> Activation:
     """Adds an activation to the registry (a name may be registered once)."""
-    if activation.name in _REGISTRY:
-        raise ValueError(f"activation {activation.name!r} is already registered.")
-    _REGISTRY[activation.name] = activation
-    return activation
+    return _REGISTRY.add(activation.name, activation)
 
 
 for _entry in (
@@ -197,11 +196,7 @@ ACTIVATIONS: tuple[str, ...] = tuple(_REGISTRY)
 
 def lookup(name: str) -> Activation:
     """The registry entry of ``name``; an unknown name is an error listing the valid ones."""
-    if name not in _REGISTRY:
-        raise ValueError(
-            f"Unknown activation {name!r}; valid activations are: {', '.join(_REGISTRY)}."
-        )
-    return _REGISTRY[name]
+    return _REGISTRY.lookup(name)
 
 
 def get_activation(name: str, group_size: int | None = None) -> Callable[..., Array]:

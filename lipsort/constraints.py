@@ -58,6 +58,7 @@ from flax import nnx
 
 from lipsort import fast_orthogonal, orthogonal, retraction, tangent
 from lipsort.norms import normalize_two_inf, operator_norm, project_linf
+from lipsort.registry import Registry
 
 Array = jax.Array
 Norms = tuple[float, float]
@@ -150,6 +151,11 @@ class Constraint:
         """Creates extra state on ``layer`` after its kernel (none by default)."""
 
     def retracts(self, options) -> bool:
+        """Whether updates are followed by :meth:`retract` (the parameter lives on a manifold)."""
+        return False
+
+    def tangent_gradient(self, options) -> bool:
+        """Whether the kernel's gradient is projected on the manifold's tangent space."""
         return False
 
     def kernel(self, layer) -> Array:
@@ -187,6 +193,9 @@ class Bjorck(Constraint):
 
     def retracts(self, options) -> bool:
         return options.retracts
+
+    def tangent_gradient(self, options) -> bool:
+        return options.tangent_gradient
 
     def kernel(self, layer):
         w, o = layer.kernel[...], layer.options
@@ -272,14 +281,11 @@ class TwoInf(_Projection):
     project = staticmethod(normalize_two_inf)
 
 
-_REGISTRY: dict[str, Constraint] = {}
+_REGISTRY: Registry[Constraint] = Registry("constraint")
 
 
 def register(constraint: Constraint) -> Constraint:
-    if constraint.name in _REGISTRY:
-        raise ValueError(f"constraint {constraint.name!r} is already registered.")
-    _REGISTRY[constraint.name] = constraint
-    return constraint
+    return _REGISTRY.add(constraint.name, constraint)
 
 
 for _entry in (Bjorck(), Spectral(), Linf(), TwoInf(), Constraint()):
@@ -290,11 +296,7 @@ CONSTRAINTS: tuple[str, ...] = tuple(_REGISTRY)
 
 def get(name: str) -> Constraint:
     """The registry entry of ``name``; an unknown name is an error listing the valid ones."""
-    if name not in _REGISTRY:
-        raise ValueError(
-            f"Unknown constraint {name!r}; valid constraints are: {', '.join(_REGISTRY)}."
-        )
-    return _REGISTRY[name]
+    return _REGISTRY.lookup(name)
 
 
 def option_fields() -> tuple[str, ...]:

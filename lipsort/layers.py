@@ -70,7 +70,7 @@ class LipschitzDense(nnx.Module):
     @property
     def tangent_gradient(self) -> bool:
         """Whether the kernel's gradient is projected on the manifold's tangent space."""
-        return self.retracts and bool(getattr(self.options, "tangent_gradient", False))
+        return self.rule.tangent_gradient(self.options)
 
     def constrained_kernel(self) -> Array:
         """The kernel the forward pass uses (differentiable in the parameter)."""

@@ -45,8 +45,8 @@ def _check_train(errors: list[str], train, spec: MLPSpec | None) -> None:
             f"config.train.batch_size {train.batch_size} must be divisible by the "
             f"{jax.device_count()} devices of the data-parallel mesh."
         )
-    if (optim.OPTIMIZERS.get(optim.optimizer_name(train), None) is not None
-            and optim.OPTIMIZERS[optim.optimizer_name(train)].needs_manifold_mask and spec is not None
+    optimizer = optim.OPTIMIZERS.get(optim.optimizer_name(train))
+    if (optimizer is not None and optimizer.needs_manifold_mask and spec is not None
             and not (spec.constraint == "bjorck" and spec.bjorck_training == "riemannian")):
         errors.append(
             "optimizer 'riemannian_adam' adapts one second moment per orthonormal kernel and needs "

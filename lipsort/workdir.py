@@ -206,7 +206,7 @@ def start_run(workdir: str, config: ml_collections.ConfigDict) -> RunStart:
                 "--restart to start over (the old run is moved aside, not deleted)."
             )
     write_json(path, config_dict)
-    return RunStart(finished, {k: changes[k] for k in changes}, training_hash(config_dict))
+    return RunStart(finished, changes, training_hash(config_dict))  # only evaluation fields remain
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:

@@ -25,6 +25,8 @@ import jax
 import ml_collections
 import numpy as np
 
+from lipsort.registry import Registry
+
 Array = jax.Array
 
 
@@ -34,12 +36,14 @@ class TaskEntry:
     trainer: str = "default"  # a key of lipsort.train.TRAINERS
 
 
-TASKS: dict[str, TaskEntry] = {
-    "fit": TaskEntry("lipsort.tasks.fit"),
-    "wde": TaskEntry("lipsort.tasks.wde"),
-    "classify": TaskEntry("lipsort.tasks.classify"),
-    "gan": TaskEntry("lipsort.tasks.gan", trainer="gan"),
-}
+TASKS: Registry[TaskEntry] = Registry("experiment")
+for _name, _entry in (
+    ("fit", TaskEntry("lipsort.tasks.fit")),
+    ("wde", TaskEntry("lipsort.tasks.wde")),
+    ("classify", TaskEntry("lipsort.tasks.classify")),
+    ("gan", TaskEntry("lipsort.tasks.gan", trainer="gan")),
+):
+    TASKS.add(_name, _entry)
 
 
 @dataclasses.dataclass
@@ -79,9 +83,7 @@ class Task:
 
 
 def entry(experiment: str) -> TaskEntry:
-    if experiment not in TASKS:
-        raise ValueError(f"Unknown experiment {experiment!r}; valid experiments are: {', '.join(TASKS)}.")
-    return TASKS[experiment]
+    return TASKS.lookup(experiment)
 
 
 def make_task(config) -> Task:
