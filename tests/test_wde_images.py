@@ -112,21 +112,18 @@ def test_table_summaries_and_checks(tmp_path):
     assert (tmp_path / "t.png").exists()
 
 
-def test_paper_protocol_runs_and_reports_the_training_sample_estimate(tmp_path):
-    """wde_mnist:paper,quick: the paper's schedule, clipping, [−1, 1] pixels, unrolled Björck ×27."""
+def test_paper_protocol_runs_and_reports_the_training_sample_estimate(tmp_path, generator_base):
+    """wde_mnist:paper,quick: the paper's schedule, clipping, unrolled Björck ×27 and the
+    training-sample estimate, run against the module's one-step generator."""
     from lipsort.config_loader import load_config
 
-    config = load_config("wde_mnist:paper,quick")
-    assert (config.train.schedule, config.train.grad_clip_norm, tuple(config.data.pixel_range)) == ("step", 0.1, (-1.0, 1.0))
+    paper = load_config("wde_mnist:paper,quick")
+    assert (paper.train.schedule, paper.train.grad_clip_norm, tuple(paper.data.pixel_range)) == ("step", 0.1, (-1.0, 1.0))
+    assert (paper.model.bjorck_training, paper.model.bjorck_iters, paper.eval.train_batches) == ("unrolled", 27, 2)
     assert load_config("wde_mnist:paper").train.num_steps == 16384
-    config.generator_dir = str(tmp_path / "generators")
-    config.data.source = config.generator.data.source = "bundled"
-    config.data.num_eval = 40
-    config.certify.search_steps = 1
-    g = config.generator
-    g.data.num_train, g.train.num_steps, g.train.critic_steps = 128, 1, 1
-    g.train.log_every = g.train.checkpoint_every = 1
-    g.eval.num_samples, g.certify.search_steps = 16, 0
+    config = _tiny()  # the fixture's generator and data ([0, 1] pixels), the paper's critic training
+    config.train, config.model, config.eval = paper.train, paper.model, paper.eval
+    config.generator_dir = generator_base
     config.train.num_steps = config.train.log_every = config.train.checkpoint_every = 2
     results = train.train_and_evaluate(config, str(tmp_path / "wde"))
     assert results["steps"] == 2 and isinstance(results["wasserstein_estimate_train"], float)
