@@ -300,10 +300,16 @@ def test_a_failed_run_and_ctrl_c_are_one_line(tmp_path):
          "--config.train.num_steps=100000", "--config.train.log_every=100"],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
-    deadline = time.time() + 120
-    while time.time() < deadline and not os.path.exists(os.path.join(workdir, run_files.METRICS)):
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
+    try:
+        # Interrupt the training loop itself: wait for its first progress record.
+        metrics = os.path.join(workdir, run_files.METRICS)
+        deadline = time.time() + 120
+        while time.time() < deadline and not (os.path.exists(metrics) and os.path.getsize(metrics) > 0):
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     assert proc.returncode == 130 and "Traceback" not in stderr
     assert "interrupted; run the same command again to resume" in stderr.strip().splitlines()[-1]
