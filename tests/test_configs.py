@@ -43,6 +43,9 @@ def shrink(config):
         config.certify.search_steps = 1
     if "num_eval" in config.data:
         config.data.num_eval = 30
+    if config.data.get("dataset") is not None:  # images: a few hundred are enough for one step
+        config.data.num_train = min(int(config.data.num_train) or 300, 300)
+        config.data.num_test = min(int(config.data.num_test) or 100, 100)
     if "grid_size" in config.data:
         config.data.grid_size = 21
     if "generator" in config and "train" in config.generator:  # image wde: its GAN, one step too
