@@ -44,7 +44,7 @@ def apply_wde_paper_protocol(config: ml_collections.ConfigDict, quick: bool) -> 
     clipping 0.1, pixels in [−1, 1] (data and generator), 27 unrolled Björck iterations
     (order 1, β = 0.5), 2 power iterations for spectral normalization, and the estimate
     also on training samples (32 batches of 64, fresh generator samples), as the paper
-    reports it. ``quick``: the same protocol for 8 updates of the quick critic."""
+    reports it; both every 1,024 updates as a learning curve (``curve.jsonl``). ``quick``: the same protocol for 8 updates of the quick critic."""
     train = config.train
     train.batch_size = 64
     train.num_steps = 8 if quick else PAPER_EPOCHS * PAPER_UPDATES_PER_EPOCH
@@ -63,7 +63,56 @@ def apply_wde_paper_protocol(config: ml_collections.ConfigDict, quick: bool) -> 
     config.generator.data.pixel_range = (-1.0, 1.0)
     config.eval = ml_collections.ConfigDict()
     config.eval.train_batches = 2 if quick else 32  # the paper's estimate: on training samples
+    config.eval.curve_every = 4 if quick else 1024  # learning curve of the exported critic (curve.jsonl)
     return config
+
+
+# The paper's Wasserstein table rows: (name, activation, group size). Maxout takes the max
+# of pairs, so its next layer sees half the width (1-Lipschitz, not norm preserving).
+WDE_ACTIVATIONS = (
+    ("ReLU", "relu", 2),
+    ("Maxout", "maxout", 2),
+    ("MaxMin", "max_min", 2),
+    ("GroupSort(4)", "group_sort", 4),
+    ("GroupSort(9)", "group_sort", 9),
+)
+WDE_CONSTRAINTS = (("Spectral", "spectral"), ("Björck", "bjorck"))
+# How Björck layers train (config.model.bjorck_training), with the optimizer each needs:
+# unrolled (the paper's: gradient through 27 iterations), riemannian (tangent gradients,
+# Riemannian Adam, retraction after each update), retraction (Adam, then retraction).
+WDE_MODES = (
+    ("unrolled", {"model.bjorck_training": "unrolled"}),
+    ("riemannian", {"model.bjorck_training": "riemannian", "train.optimizer": "riemannian_adam"}),
+    ("retraction", {"model.bjorck_training": "retraction"}),
+)
+WDE_SWEEPS = ("table", "modes")
+
+
+def wde_sweep(arg: str | None):
+    """The image Wasserstein sweeps (``python -m lipsort.sweep --sweep=ARG``):
+
+    - ``table``: the paper's table, 5 activations × {Spectral, Björck}, 3 seeds;
+    - ``modes``: does the fast training change the answer? MaxMin, GroupSort(4), (9)
+      under Björck × {unrolled, riemannian, retraction}, 3 seeds.
+    """
+    from lipsort import sweep
+
+    def activations(names=None):
+        return [sweep.Cell(name, {"model.activation": act, "model.group_size": g})
+                for name, act, g in WDE_ACTIVATIONS if names is None or name in names]
+
+    if arg == "table":
+        cells = sweep.product(activations(), [sweep.Cell(n, {"model.constraint": c}) for n, c in WDE_CONSTRAINTS])
+    elif arg == "modes":
+        cells = sweep.product(activations(("MaxMin", "GroupSort(4)", "GroupSort(9)")),
+                              [sweep.Cell(n, {"model.constraint": "bjorck", **o}) for n, o in WDE_MODES])
+    else:
+        raise ValueError(f"Unknown sweep {arg!r}; valid sweeps are: {', '.join(WDE_SWEEPS)}.")
+    return sweep.Sweep(
+        tuple(cells), seeds=(0, 1, 2),
+        metrics=("wasserstein_estimate", "wasserstein_estimate_train", "exact_w1_samples", "lipschitz_upper_bound"),
+        curve_metrics=("wasserstein_estimate", "wasserstein_estimate_train"),
+    )
 
 
 # --- the argument -----------------------------------------------------------------------------
@@ -180,7 +229,7 @@ def wde_image_config(dataset: str, quick: bool = False) -> ml_collections.Config
     config.seed = 0
 
     config.model = model_section()
-    config.model.widths = (18, 18) if quick else (720, 720)
+    config.model.widths = (36, 36) if quick else (720, 720)  # quick: every sweep group size (2, 4, 9) divides 36
     config.model.activation = "group_sort"
     config.model.group_size = 9
     config.model.constraint = "bjorck"

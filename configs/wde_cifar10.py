@@ -22,3 +22,8 @@ def get_config(arg=None):
     args = common.parse_arg(arg, __file__, kinds=KINDS)
     config = common.wde_image_config("cifar10", quick=args.quick)
     return common.apply_wde_paper_protocol(config, args.quick) if args.kind == "paper" else config
+
+
+def get_sweep(arg=None):
+    """The sweeps of this config (configs/common.py:wde_sweep): ``table`` or ``modes``."""
+    return common.wde_sweep(arg)

@@ -8,7 +8,6 @@ logic is in :func:`lipsort.train.train_and_evaluate`.
 Errors are one line on stderr (exit status 2 for a bad config or command line, 1 for a
 failed run, 130 when interrupted); ``LIPSORT_DEBUG=1`` shows the traceback instead.
 """
-import ast
 import os
 import sys
 import time
@@ -17,54 +16,17 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from lipsort import train
+from lipsort.cli import INTERRUPTED, RUN_ERROR, USAGE_ERROR, debug, fail, parse_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default runs/<config>/<timestamp>).")
 _RESTART = flags.DEFINE_bool("restart", False, "Move a run already in --workdir aside and start over.")
-
-USAGE_ERROR, RUN_ERROR, INTERRUPTED = 2, 1, 130
-
 
 def default_workdir(config_path: str) -> str:
     """runs/<config file name>[_<arg>]/<timestamp> from a ``path.py[:arg]`` flag value."""
     path, _, arg = config_path.partition(":")
     name = os.path.splitext(os.path.basename(path))[0] + (f"_{arg}" if arg else "")
     return os.path.join("runs", name, time.strftime("%Y%m%d-%H%M%S"))
-
-
-def _debug() -> bool:
-    return os.environ.get("LIPSORT_DEBUG", "") not in ("", "0")
-
-
-def one_line(error: BaseException) -> str:
-    """The gist of an error in one line. config_flags wraps a config file's own error in
-    a message that ends with that error's traceback: its last line is what went wrong."""
-    text = str(error).strip()
-    if isinstance(error, AttributeError) and text[:1] in "'\"":
-        # ml_collections' message for a config field that does not exist, as a repr.
-        text = "no such config field " + ast.literal_eval(text)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if not lines:
-        return type(error).__name__
-    if any(line.startswith("Traceback") for line in lines) or "earlier failure to load" in text:
-        lines = [lines[-1]]
-    lines = [line.removeprefix("- ") for line in lines]  # ConfigError lists one problem per line
-    return " ".join([lines[0], "; ".join(lines[1:])]).strip()
-
-
-def fail(error: BaseException, status: int, prefix: str = "") -> None:
-    if _debug():
-        raise error
-    sys.stderr.write(f"lipsort: {prefix}{one_line(error)}\n")
-    sys.exit(status)
-
-
-def parse_flags(argv):
-    """absl's flag parsing, with config-file and override errors as one line."""
-    try:
-        return flags.FLAGS(argv)
-    except Exception as e:  # flags.Error, or a config override's own error (e.g. a typo in a field)
-        fail(e, USAGE_ERROR, "command line: ")
 
 
 def main(argv):
@@ -82,7 +44,7 @@ def main(argv):
     except train.ConfigError as e:
         fail(e, USAGE_ERROR, "config error: ")
     except KeyboardInterrupt:
-        if _debug():
+        if debug():
             raise
         sys.stderr.write(f"lipsort: interrupted; run the same command again to resume {workdir} "
                          "from its last checkpoint\n")

@@ -21,6 +21,7 @@ default trainer:
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import math
@@ -79,7 +80,7 @@ def make_chunk_runner(
     loss: Callable[[nnx.Module, Any], tuple[Array, dict[str, Array]]],
     sample_batch: Callable[[Array], Any],
     tx: optax.GradientTransformation,
-    data_key: Array,
+    data_key: Array | None,
     *,
     retracts: bool,
     mesh: Mesh | None = None,
@@ -92,20 +93,24 @@ def make_chunk_runner(
     gradient of ``loss``, optimizer update, then (``retracts``) the stop-gradient
     retraction of retraction-mode Björck kernels (:mod:`lipsort.retraction`). With a
     ``mesh`` the batch is sharded along its leading axis over the ``data`` devices.
+    With ``data_key=None`` the key is an argument, ``run_chunk(state, steps, data_key)``:
+    the form :func:`train_seeds` vmaps over seeds.
     """
     batch_sharding = NamedSharding(mesh, P("data")) if mesh is not None else None
     update = make_update(graphdef, loss, tx, retracts=retracts)
 
-    def train_step(state, step):
-        batch = sample_batch(jax.random.fold_in(data_key, step))
-        if batch_sharding is not None:
-            batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
-        return update(state, batch)
+    def run_keyed_chunk(state, steps, data_key):
+        def train_step(state, step):
+            batch = sample_batch(jax.random.fold_in(data_key, step))
+            if batch_sharding is not None:
+                batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+            return update(state, batch)
 
-    def run_chunk(state, steps):  # one dispatch for a whole logging interval
-        return jax.lax.scan(train_step, state, steps)
+        return jax.lax.scan(train_step, state, steps)  # one dispatch for a whole logging interval
 
-    return run_chunk
+    if data_key is None:
+        return run_keyed_chunk
+    return lambda state, steps: run_keyed_chunk(state, steps, data_key)
 
 
 def make_update(
@@ -155,6 +160,33 @@ def all_finite(tree) -> bool:
     return all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(tree))
 
 
+@dataclasses.dataclass
+class Member:
+    """One network a training loop trains: its workdir (``metrics.jsonl``, ``curve.jsonl``),
+    its checkpointer and its ``check`` (:func:`make_check`). A loop over seeds vmapped in
+    one program (:func:`train_seeds`) has one member per seed, the state stacked on axis 0.
+    ``curve(step, state) -> record``, if set, is appended to ``curve.jsonl`` every
+    ``curve_every`` steps (e.g. the held-out estimate of the exported critic)."""
+
+    workdir: str
+    checkpointer: run_files.Checkpointer
+    check: Callable[[int, int, np.ndarray, dict, Any], None]
+    curve: Callable[[int, Any], dict] | None = None
+
+
+def _per_member(members: list[Member], stacked: bool, losses, aux, state):
+    """(member, its losses, its aux, its state) for each member of the loop."""
+    if not stacked:
+        return [(members[0], losses, aux, state)]
+    return [(m, losses[i], {k: v[i] for k, v in aux.items()}, jax.tree.map(lambda x, i=i: x[i], state))
+            for i, m in enumerate(members)]
+
+
+def _append(path: str, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(run_files.json_line(record) + "\n")
+
+
 def run_chunked_loop(
     run_chunk: Callable,
     state,
@@ -163,50 +195,63 @@ def run_chunked_loop(
     num_steps: int,
     log_every: int,
     ckpt_every: int,
-    workdir: str,
-    checkpointer: run_files.Checkpointer,
+    members: list[Member],
     start_time: float,
-    check: Callable[[int, int, np.ndarray, dict, Any], None],
+    stacked: bool = False,
+    curve_every: int = 0,
     describe: Callable[[dict], str] = lambda record: f"loss {record['loss']:.4g}",
     stop_after_step: int | None = None,
 ) -> tuple[Any, int, bool]:
     """The loop every trainer shares: ``run_chunk(state, steps) -> (state, (losses, aux))``
-    from ``step`` to ``num_steps`` in chunks that end at logging and checkpoint steps.
+    from ``step`` to ``num_steps`` in chunks that end at logging, checkpoint and curve steps.
 
-    After each chunk ``check(step, end, losses, aux, state)`` may raise (fail fast on
-    non-finite values); every ``log_every`` steps a record goes to ``metrics.jsonl`` and a
-    progress line (``describe(record)``, rate, ETA) to the log; every ``ckpt_every`` steps
-    the state is checkpointed. Returns (state, step, stopped), stopped when
-    ``stop_after_step`` simulated a kill after a checkpoint. Closes ``checkpointer``.
+    After each chunk each member's ``check(step, end, losses, aux, state)`` may raise (fail
+    fast on non-finite values); every ``log_every`` steps a record goes to each member's
+    ``metrics.jsonl`` and a progress line (``describe(record)`` per member, rate, ETA) to
+    the log; every ``ckpt_every`` steps each member's state is checkpointed; every
+    ``curve_every`` steps (0 = never) each member's ``curve`` is recorded. ``stacked``:
+    the state (and losses, aux) carry one member per index of axis 0. Returns (state,
+    step, stopped), stopped when ``stop_after_step`` simulated a kill after a checkpoint.
+    Closes the checkpointers.
     """
     loop_start, first_step = time.time(), step
-    with open(os.path.join(workdir, run_files.METRICS), "a") as metrics_file:
-        while step < num_steps:
-            end = min(num_steps, (step // log_every + 1) * log_every, (step // ckpt_every + 1) * ckpt_every)
-            state, (losses, aux) = run_chunk(state, jnp.arange(step, end))
-            losses = np.asarray(losses)
-            check(step, end, losses, aux, state)
-            step = end
+    boundaries = [b for b in (log_every, ckpt_every, curve_every) if b > 0]
+    while step < num_steps:
+        end = min([num_steps] + [(step // b + 1) * b for b in boundaries])
+        state, (losses, aux) = run_chunk(state, jnp.arange(step, end))
+        losses = np.asarray(losses)
+        aux = {k: np.asarray(v) for k, v in aux.items()}
+        slices = _per_member(members, stacked, losses, aux, state)
+        for member, member_losses, member_aux, member_state in slices:
+            member.check(step, end, member_losses, member_aux, member_state)
+        step = end
+        described = []
+        for member, member_losses, member_aux, member_state in slices:
             record = {
                 "step": step,
-                "loss": float(losses.mean()),
-                **{k: float(np.mean(v)) for k, v in aux.items()},
+                "loss": float(member_losses.mean()),
+                **{k: float(np.mean(v)) for k, v in member_aux.items()},
                 "elapsed_s": round(time.time() - start_time, 3),
             }
+            described.append(describe(record))
             if step % log_every == 0 or step == num_steps:
-                metrics_file.write(run_files.json_line(record) + "\n")
-                metrics_file.flush()
-                rate = (step - first_step) / max(time.time() - loop_start, 1e-9)
-                logging.info(
-                    "step %d/%d  %s  %.2f steps/s  ETA %s",
-                    step, num_steps, describe(record), rate, _format_eta((num_steps - step) / rate),
-                )
+                _append(os.path.join(member.workdir, run_files.METRICS), record)
+            if member.curve is not None and curve_every and (step % curve_every == 0 or step == num_steps):
+                _append(os.path.join(member.workdir, run_files.CURVE), {"step": step, **member.curve(step, member_state)})
             if step % ckpt_every == 0 or step == num_steps:
-                checkpointer.save(step, state)
-                if stop_after_step is not None and step >= stop_after_step:
-                    checkpointer.close()
-                    return state, step, True
-    checkpointer.close()
+                member.checkpointer.save(step, member_state)
+        if step % log_every == 0 or step == num_steps:
+            rate = (step - first_step) / max(time.time() - loop_start, 1e-9)
+            logging.info(
+                "step %d/%d  %s  %.2f steps/s  ETA %s",
+                step, num_steps, " | ".join(described), rate, _format_eta((num_steps - step) / rate),
+            )
+        if (step % ckpt_every == 0 or step == num_steps) and stop_after_step is not None and step >= stop_after_step:
+            for member in members:
+                member.checkpointer.close()
+            return state, step, True
+    for member in members:
+        member.checkpointer.close()
     return state, step, False
 
 
@@ -287,53 +332,192 @@ def make_check(workdir: str, spec: MLPSpec | None, patience: int, warnings: list
     return check
 
 
+def make_curve(task: tasks.Task, graphdef: nnx.GraphDef, eval_key: Array) -> Callable[[int, Any], dict] | None:
+    """``Member.curve`` for ``config.eval.curve_every``: the task's ``curve`` of the model
+    exported at that step, with the final evaluation's key (so the last point of the curve
+    is the final estimate); None when the task has no curve."""
+    if task.curve is None:
+        return None
+    key = jax.random.fold_in(eval_key, 1)
+
+    def curve(step, state):
+        del step
+        start = time.time()
+        params, rest, _ = state
+        model = nnx.merge(graphdef, params, rest)
+        model.eval()
+        record = task.curve(export_model(model), key)
+        return {**record, "curve_eval_s": round(time.time() - start, 3)}
+
+    return curve
+
+
+def _finish(config, task: tasks.Task, graphdef: nnx.GraphDef, state, workdir: str, run: run_files.RunStart, *,
+            step: int, start_time: float, resumed_from: int | None, warnings: list[str],
+            shared: dict | None = None) -> dict:
+    """Export, certificate, the task's evaluation and results.json of one trained network."""
+    _, eval_key = run_keys(config)
+    params, rest, _ = state
+    model = nnx.merge(graphdef, params, rest)
+    model.eval()
+    exported = export_model(model)
+    save_export(exported, workdir)
+    lower = search_lower_bound(config, exported, task.certify_points, jax.random.fold_in(eval_key, 0))
+    extra = task.evaluate(EvalContext(config, model, exported, workdir, jax.random.fold_in(eval_key, 1)))
+    common = run_files.common_results(
+        config, exported, steps=step, start_time=start_time, resumed_from=resumed_from,
+        data_source=task.data_source, lower_bound=lower, params=params,
+    ) | (shared or {})
+    warnings = warnings + extra.pop("warnings", [])  # the task's own (e.g. accuracy at chance)
+    return run_files.finish_run(workdir, common, extra, run, warnings)
+
+
 def train_default(config: ml_collections.ConfigDict, workdir: str, *, stop_after_step: int | None = None) -> dict | None:
     """The trainer of one network on a :class:`lipsort.tasks.Task` (module docstring)."""
+    return train_together([config], [workdir], stop_after_step=stop_after_step)[0]
+
+
+def seed_configs(config: ml_collections.ConfigDict, seeds) -> list[ml_collections.ConfigDict]:
+    """``config`` once per seed (``config.seed`` replaced)."""
+    out = []
+    for seed in seeds:
+        c = ml_collections.ConfigDict(config.to_dict())
+        c.seed = int(seed)
+        out.append(c)
+    return out
+
+
+def can_vmap_seeds(config: ml_collections.ConfigDict) -> str | None:
+    """Why the seeds of ``config`` cannot train in one vmapped program, or None if they can:
+    the default trainer only, a task whose data does not depend on the seed, one device
+    per batch (no data parallelism)."""
+    experiment = get(config, "experiment")
+    if experiment in tasks.TASKS and tasks.TASKS[experiment].trainer != "default":
+        return f"the {experiment} experiment has its own trainer"
+    if get(get(config, "train"), "data_parallel", False):
+        return "config.train.data_parallel shards each batch instead"
+    task, _ = validate_config(config)
+    if task.seed_dependent:
+        return f"the {experiment} task's data depends on config.seed"
+    return None
+
+
+def train_seeds(config: ml_collections.ConfigDict, seeds, workdirs: list[str], *,
+                stop_after_step: int | None = None) -> list[dict | None]:
+    """Trains ``config`` once per seed into ``workdirs``, the seeds together in one compiled
+    program (``jax.vmap`` over the seed axis of parameters, optimizer state and data keys)
+    where :func:`can_vmap_seeds` allows, one after the other otherwise. Each workdir is an
+    ordinary run (``python -m lipsort.main`` with that seed resumes or re-evaluates it)."""
+    configs = seed_configs(config, seeds)
+    if len(configs) > 1 and can_vmap_seeds(config) is None:
+        return train_together(configs, workdirs, stop_after_step=stop_after_step)
+    return [train_and_evaluate(c, w, stop_after_step=stop_after_step) for c, w in zip(configs, workdirs)]
+
+
+def seed_mesh(num_seeds: int) -> Mesh | None:
+    """A 1-D mesh (axis ``seeds``) over all devices when there are several and they divide
+    the seeds: each device then trains its own seeds (no communication)."""
+    n = jax.device_count()
+    if n == 1 or num_seeds % n:
+        return None
+    return jax.make_mesh((n,), ("seeds",), axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def _stack(trees):
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def _unstack(tree, n: int):
+    return [jax.tree.map(lambda x, i=i: x[i], tree) for i in range(n)]
+
+
+def train_together(configs: list[ml_collections.ConfigDict], workdirs: list[str], *,
+                   stop_after_step: int | None = None) -> list[dict | None]:
+    """Trains the networks of ``configs`` (one config, or the same config with different
+    seeds) into ``workdirs``; returns their results.json (None where ``stop_after_step``
+    stopped them). Several networks that resume from the same step train in one vmapped
+    program; each workdir gets its own metrics, checkpoints, export and results."""
     start_time = time.time()
-    task, spec = validate_config(config)
-    with run_files.locked(workdir):
-        run = run_files.start_run(workdir, config)
-        if run.finished and not run.evaluation_changes:
-            logging.info("%s holds this run, finished: nothing to do (results.json is kept as it is)", workdir)
-            return run_files.read_results(workdir)
-        task.prepare(workdir)
+    validated = [validate_config(c) for c in configs]
+    task, spec = validated[0]
+    if len(configs) > 1:
+        seedless = [{**run_files.flatten(run_files.config_to_dict(c)), "seed": None} for c in configs]
+        if any(s != seedless[0] for s in seedless) or task.seed_dependent:
+            raise ValueError("train_together vmaps seeds of one config whose task does not depend on the seed.")
+    with contextlib.ExitStack() as held:
+        for workdir in workdirs:
+            held.enter_context(run_files.locked(workdir))
+        runs = [run_files.start_run(w, c) for w, c in zip(workdirs, configs)]
+        results: list[dict | None] = [None] * len(configs)
+        pending = []
+        for i, run in enumerate(runs):
+            if run.finished and not run.evaluation_changes:
+                logging.info("%s holds this run, finished: nothing to do (results.json is kept as it is)", workdirs[i])
+                results[i] = run_files.read_results(workdirs[i])
+            else:
+                pending.append(i)
+        if not pending:
+            return results
+        task.prepare(workdirs[pending[0]])
 
-        num_steps, log_every, ckpt_every = loop_settings(config)
-        ts = create_train_state(config, spec)
-        checkpointer, resumed_from, state = run_files.resume(workdir, ts.state, run.config_hash)
-        step = resumed_from or 0
-        data_key, eval_key = run_keys(config)
+        num_steps, log_every, ckpt_every = loop_settings(configs[0])
+        curve_every = int(get(get(configs[0], "eval"), "curve_every", 0) or 0)
+        patience = int(get(configs[0].train, "divergence_patience", DIVERGENCE_PATIENCE))
+        ts = None
+        resumed: dict[int, tuple[int | None, Any, Member, list[str]]] = {}
+        for i in pending:
+            ts = create_train_state(configs[i], spec)
+            checkpointer, resumed_from, state = run_files.resume(workdirs[i], ts.state, runs[i].config_hash)
+            warnings: list[str] = []
+            check = make_check(workdirs[i], spec if ts.model.retracts else None, patience, warnings)
+            member = Member(workdirs[i], checkpointer, check, make_curve(task, ts.graphdef, run_keys(configs[i])[1]))
+            resumed[i] = (resumed_from, state, member, warnings)
 
-        mesh = parallel.make_data_mesh(config)
-        if mesh is not None:
-            state = jax.device_put(state, NamedSharding(mesh, P()))  # replicated parameters
-        run_chunk = jax.jit(make_chunk_runner(
-            ts.graphdef, task.loss, task.sample_batch, ts.tx, data_key, retracts=ts.model.retracts, mesh=mesh
-        ))
-        warnings: list[str] = []
-        check = make_check(workdir, spec if ts.model.retracts else None,
-                           int(get(config.train, "divergence_patience", DIVERGENCE_PATIENCE)), warnings)
-        state, step, stopped = run_chunked_loop(
-            run_chunk, state, step, num_steps=num_steps, log_every=log_every, ckpt_every=ckpt_every,
-            workdir=workdir, checkpointer=checkpointer, start_time=start_time, check=check,
-            stop_after_step=stop_after_step,
-        )
-        if stopped:
-            return None
+        # Networks that resume from the same step train together.
+        groups: dict[int, list[int]] = {}
+        for i in pending:
+            groups.setdefault(resumed[i][0] or 0, []).append(i)
+        for first_step, group in sorted(groups.items()):
+            stacked = len(group) > 1
+            members = [resumed[i][2] for i in group]
+            if stacked:
+                logging.info("training seeds %s together (vmapped, one program)", [int(configs[i].seed) for i in group])
+                runner = make_chunk_runner(ts.graphdef, task.loss, task.sample_batch, ts.tx, None,
+                                           retracts=ts.model.retracts)
+                keys = jnp.stack([run_keys(configs[i])[0] for i in group])
+                state = _stack([resumed[i][1] for i in group])
+                mesh = seed_mesh(len(group))
+                if mesh is not None:
+                    state, keys = jax.device_put((state, keys), NamedSharding(mesh, P("seeds")))
+                vmapped = jax.jit(jax.vmap(runner, in_axes=(0, None, 0)))  # seeds × (state, key); steps shared
 
-        params, rest, _ = state
-        model = nnx.merge(ts.graphdef, params, rest)
-        model.eval()
-        exported = export_model(model)
-        save_export(exported, workdir)
-        lower = search_lower_bound(config, exported, task.certify_points, jax.random.fold_in(eval_key, 0))
-        extra = task.evaluate(EvalContext(config, model, exported, workdir, jax.random.fold_in(eval_key, 1)))
-        common = run_files.common_results(
-            config, exported, steps=step, start_time=start_time, resumed_from=resumed_from,
-            data_source=task.data_source, lower_bound=lower, params=params,
-        )
-        warnings += extra.pop("warnings", [])  # the task's own (e.g. accuracy at chance)
-        return run_files.finish_run(workdir, common, extra, run, warnings)
+                def run_chunk(state, steps, vmapped=vmapped, keys=keys):
+                    return vmapped(state, steps, keys)
+            else:
+                state = resumed[group[0]][1]
+                mesh = parallel.make_data_mesh(configs[group[0]])
+                if mesh is not None:
+                    state = jax.device_put(state, NamedSharding(mesh, P()))  # replicated parameters
+                run_chunk = jax.jit(make_chunk_runner(
+                    ts.graphdef, task.loss, task.sample_batch, ts.tx, run_keys(configs[group[0]])[0],
+                    retracts=ts.model.retracts, mesh=mesh,
+                ))
+            state, step, stopped = run_chunked_loop(
+                run_chunk, state, first_step, num_steps=num_steps, log_every=log_every, ckpt_every=ckpt_every,
+                members=members, start_time=start_time, stacked=stacked, curve_every=curve_every,
+                stop_after_step=stop_after_step,
+            )
+            if stopped:
+                continue
+            states = _unstack(state, len(group)) if stacked else [state]
+            # A vmapped run's wall time is the whole program's: say which seeds shared it.
+            shared = {"trained_with_seeds": [int(configs[i].seed) for i in group]} if stacked else {}
+            for i, member_state in zip(group, states):
+                resumed_from, _, _, warnings = resumed[i]
+                results[i] = _finish(configs[i], task, ts.graphdef, member_state, workdirs[i], runs[i], step=step,
+                                     start_time=start_time, resumed_from=resumed_from, warnings=warnings,
+                                     shared=shared)
+        return results
 
 
 def _gan_trainer(config, workdir, *, stop_after_step=None):

@@ -85,6 +85,10 @@ def validate_config(config: ml_collections.ConfigDict) -> tuple[tasks.Task, MLPS
         errors.append("config.train is missing.")
     else:
         _check_train(errors, train, spec)
+    curve_every = get(get(config, "eval"), "curve_every", 0)
+    check_int(errors, "config.eval.curve_every", curve_every, minimum=0)
+    if task is not None and task.curve is None and isinstance(curve_every, int) and curve_every > 0:
+        errors.append(f"config.eval.curve_every: the {experiment} task has no learning curve; set it to 0.")
     cert = get(config, "certify")
     if cert is not None:
         check_int(errors, "config.certify.search_steps", get(cert, "search_steps", 1), minimum=0)

@@ -37,6 +37,7 @@ from lipsort.validation import ConfigError
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
+CURVE = "curve.jsonl"  # learning curve: evaluations during training (config.eval.curve_every)
 RESULTS = "results.json"
 CHECKPOINTS = "checkpoints"
 LOCK = ".lock"
@@ -214,8 +215,9 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
         return ml_collections.ConfigDict(json.load(f))
 
 
-def read_metrics(workdir: str) -> list[dict]:
-    path = os.path.join(workdir, METRICS)
+def read_metrics(workdir: str, name: str = METRICS) -> list[dict]:
+    """The records of ``metrics.jsonl`` (or of ``name``, e.g. :data:`CURVE`)."""
+    path = os.path.join(workdir, name)
     if not os.path.exists(path):
         return []
     with open(path) as f:
@@ -223,11 +225,15 @@ def read_metrics(workdir: str) -> list[dict]:
 
 
 def truncate_metrics(workdir: str, step: int) -> None:
-    """On resume, drops metrics logged after the checkpoint (they will be logged again)."""
-    kept = [m for m in read_metrics(workdir) if m["step"] <= step]
-    with open(os.path.join(workdir, METRICS), "w") as f:
-        for m in kept:
-            f.write(json_line(m) + "\n")
+    """On resume, drops metrics and curve records logged after the checkpoint (they will
+    be logged again)."""
+    for name in (METRICS, CURVE):
+        if not os.path.exists(os.path.join(workdir, name)):
+            continue
+        kept = [m for m in read_metrics(workdir, name) if m["step"] <= step]
+        with open(os.path.join(workdir, name), "w") as f:
+            for m in kept:
+                f.write(json_line(m) + "\n")
 
 
 # --- checkpoints ---------------------------------------------------------------------------

@@ -69,7 +69,10 @@ class Task:
     ``loss`` returns (scalar, dict of scalar metrics). ``evaluate`` runs once after
     training and returns the experiment's keys for ``results.json`` (it may write plots).
     ``certify_points`` are the starts of the Lipschitz lower-bound search. ``prepare``
-    runs once, after validation and before any tracing.
+    runs once, after validation and before any tracing. ``curve(exported, key)``, if
+    set, evaluates an exported model during training (``config.eval.curve_every``: the
+    learning curve in ``curve.jsonl``). ``seed_dependent``: the data itself depends on
+    ``config.seed`` (then seeds cannot share one vmapped program).
     """
 
     in_features: int
@@ -80,6 +83,8 @@ class Task:
     evaluate: Callable[[EvalContext], dict[str, Any]]
     certify_points: np.ndarray
     prepare: Callable[[str], None] = _nothing_to_prepare
+    curve: Callable[[Any, Array], dict] | None = None
+    seed_dependent: bool = False
 
 
 def entry(experiment: str) -> TaskEntry:

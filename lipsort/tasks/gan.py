@@ -296,7 +296,7 @@ def train_gan(config, workdir: str, *, stop_after_step: int | None = None) -> di
 
 
 def _train_gan_locked(config, workdir, images, run, start_time, stop_after_step):
-    from lipsort.train import (DIVERGENCE_PATIENCE, loop_settings, make_check, run_chunked_loop, run_keys,
+    from lipsort.train import (DIVERGENCE_PATIENCE, Member, loop_settings, make_check, run_chunked_loop, run_keys,
                                search_lower_bound)
 
     logging.info("gan: %s from %s, %d training images", images.name, images.source, len(images.x_train))
@@ -316,7 +316,7 @@ def _train_gan_locked(config, workdir, images, run, start_time, stop_after_step)
 
     state, step, stopped = run_chunked_loop(
         run_chunk, state, step, num_steps=num_steps, log_every=log_every, ckpt_every=ckpt_every,
-        workdir=workdir, checkpointer=checkpointer, start_time=start_time, check=check,
+        members=[Member(workdir, checkpointer, check)], start_time=start_time,
         describe=lambda r: f"critic loss {r['loss']:.4g}  critic W1 {r['critic_w1']:.4g}",
         stop_after_step=stop_after_step,
     )

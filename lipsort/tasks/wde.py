@@ -53,13 +53,14 @@ def kr_loss(model, batch):
     return value, {"w1_batch": -value / model.lipschitz_constant}
 
 
-def dual_estimate(exported, x_p: np.ndarray, x_q: np.ndarray, k: float):
+def dual_estimate(exported, x_p: np.ndarray, x_q: np.ndarray, k: float, exact: bool = True):
     """(f(x_p), f(x_q), (E_P f − E_Q f)/K, exact OT between the samples or None) of the
-    exported critic, in float64; the exact value is skipped past MAX_EXACT_OT_SAMPLES."""
+    exported critic, in float64; the exact value is skipped past MAX_EXACT_OT_SAMPLES
+    (or when not ``exact``)."""
     f_p = numpy_forward(exported, x_p)[:, 0].astype(np.float64)
     f_q = numpy_forward(exported, x_q)[:, 0].astype(np.float64)
     estimate = (f_p.mean() - f_q.mean()) / k
-    exact = toys.exact_w1_samples(x_p, x_q) if len(x_p) <= MAX_EXACT_OT_SAMPLES else None
+    exact = toys.exact_w1_samples(x_p, x_q) if exact and len(x_p) <= MAX_EXACT_OT_SAMPLES else None
     return f_p, f_q, estimate, exact
 
 
@@ -95,11 +96,18 @@ def _toy_task(config) -> Task:
         kp, kq = jax.random.split(key)
         return pair.sample_p(kp, batch_size), pair.sample_q(kq, batch_size)
 
+    k = float(config.model.lipschitz_constant)
+
+    def held_out(key):
+        kp, kq = jax.random.split(key)
+        return np.asarray(pair.sample_p(kp, num_eval)), np.asarray(pair.sample_q(kq, num_eval))
+
+    def curve(exported, key) -> dict:
+        return {"wasserstein_estimate": float(dual_estimate(exported, *held_out(key), k, exact=False)[2])}
+
     def evaluate(ctx: EvalContext) -> dict:
-        kp, kq = jax.random.split(ctx.key)
-        x_p = np.asarray(pair.sample_p(kp, num_eval))
-        x_q = np.asarray(pair.sample_q(kq, num_eval))
-        f_p, f_q, estimate, exact = dual_estimate(ctx.exported, x_p, x_q, float(config.model.lipschitz_constant))
+        x_p, x_q = held_out(ctx.key)
+        f_p, f_q, estimate, exact = dual_estimate(ctx.exported, x_p, x_q, k)
         out = {
             "wasserstein_estimate": float(estimate),
             "true_w1": float(pair.true_w1),
@@ -120,6 +128,7 @@ def _toy_task(config) -> Task:
         loss=kr_loss,
         evaluate=evaluate,
         certify_points=x0,
+        curve=curve,
     )
 
 
@@ -192,20 +201,29 @@ def _image_task(config) -> Task:
         real = jax.numpy.asarray(x_train)[jax.random.randint(kr, (batch_size,), 0, len(x_train))]
         return real, generator().sample(kg, batch_size)
 
-    def evaluate(ctx: EvalContext) -> dict:
-        x_p = images.x_test[:num_eval]
+    k = float(config.model.lipschitz_constant)
+
+    def held_out(key):
         # A key the training batches never used (they fold the step into another key).
-        x_q = np.asarray(generator().sample(ctx.key, num_eval))
-        f_p, f_q, estimate, exact = dual_estimate(ctx.exported, x_p, x_q, float(config.model.lipschitz_constant))
+        return images.x_test[:num_eval], np.asarray(generator().sample(key, num_eval))
+
+    def train_estimate(exported, key):
+        return (training_sample_estimate(exported, x_train, generator(), jax.random.fold_in(key, 1), train_batches,
+                                         batch_size, k) if train_batches else None)
+
+    def curve(exported, key) -> dict:
+        return {"wasserstein_estimate": float(dual_estimate(exported, *held_out(key), k, exact=False)[2]),
+                "wasserstein_estimate_train": train_estimate(exported, key)}
+
+    def evaluate(ctx: EvalContext) -> dict:
+        x_p, x_q = held_out(ctx.key)
+        f_p, f_q, estimate, exact = dual_estimate(ctx.exported, x_p, x_q, k)
         plot_image_critic(f_p, f_q, x_p, x_q, images.image_shape, os.path.join(ctx.workdir, "critic.png"),
                           title=f"{ctx.config.model.activation} + {ctx.config.model.constraint}: "
                                 f"estimate {estimate:.3f}, exact OT {exact if exact is None else round(exact, 3)}")
-        train_estimate = (training_sample_estimate(ctx.exported, x_train, generator(), jax.random.fold_in(ctx.key, 1),
-                                                   train_batches, batch_size, float(config.model.lipschitz_constant))
-                          if train_batches else None)
         return {
             "wasserstein_estimate": float(estimate),
-            "wasserstein_estimate_train": train_estimate,
+            "wasserstein_estimate_train": train_estimate(ctx.exported, ctx.key),
             "true_w1": None,
             "exact_w1_samples": exact,
             "estimate_over_exact": float(estimate / exact) if exact else None,
@@ -223,6 +241,7 @@ def _image_task(config) -> Task:
         evaluate=evaluate,
         certify_points=images.x_test[:8],
         prepare=prepare,
+        curve=curve,
     )
 
 

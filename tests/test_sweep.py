@@ -1,0 +1,141 @@
+"""Sweeps as data (lipsort.sweep) and seeds trained together in one vmapped program."""
+import dataclasses
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import ml_collections
+import numpy as np
+import pytest
+
+from lipsort import sweep, train
+from lipsort import workdir as run_files
+from lipsort.config_loader import load_config
+from lipsort.validation import ConfigError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_critic(num_steps=12):
+    """A toy W1 critic cut to seconds, with a learning curve every 4 steps."""
+    config = load_config("toy_wde:translate,quick")
+    config.model.widths = (8, 8)
+    config.train.num_steps = num_steps
+    config.train.log_every = 4
+    config.train.checkpoint_every = 4
+    config.data.num_eval = 64
+    config.certify.search_steps = 1
+    config.eval = ml_collections.ConfigDict({"curve_every": 4})
+    return config
+
+
+def test_vmapped_seeds_match_runs_one_by_one_and_resume_bit_for_bit(tmp_path):
+    config, seeds = tiny_critic(), (0, 1)
+    alone = train.train_and_evaluate(train.seed_configs(config, [1])[0], str(tmp_path / "alone1"))
+    together = train.train_seeds(config, seeds, [str(tmp_path / f"together{s}") for s in seeds])
+    assert train.can_vmap_seeds(config) is None
+    assert together[1]["trained_with_seeds"] == [0, 1] and "trained_with_seeds" not in alone
+    # Batched matmuls may round differently from single ones: equal up to float32 noise.
+    for key in ("wasserstein_estimate", "final_loss", "lipschitz_upper_bound"):
+        assert together[1][key] == pytest.approx(alone[key], rel=1e-4, abs=1e-6), key
+    assert together[0]["wasserstein_estimate"] != together[1]["wasserstein_estimate"]  # really two seeds
+
+    # The learning curve: every curve_every steps, its last point the final estimate.
+    curve = run_files.read_metrics(str(tmp_path / "together1"), run_files.CURVE)
+    assert [r["step"] for r in curve] == [4, 8, 12]
+    assert curve[-1]["wasserstein_estimate"] == together[1]["wasserstein_estimate"]
+
+    # Killed after the checkpoint at step 8, resumed: the same numbers as the straight run.
+    dirs = [str(tmp_path / f"stopped{s}") for s in seeds]
+    assert train.train_seeds(config, seeds, dirs, stop_after_step=8) == [None, None]
+    assert [r["step"] for r in run_files.read_metrics(dirs[0], run_files.CURVE)] == [4, 8]
+    resumed = train.train_seeds(config, seeds, dirs)
+    for r, t in zip(resumed, together):
+        assert r["resumed_from_step"] == 8
+        assert r["wasserstein_estimate"] == t["wasserstein_estimate"] and r["final_loss"] == t["final_loss"]
+    assert [r["step"] for r in run_files.read_metrics(dirs[0], run_files.CURVE)] == [4, 8, 12]
+
+
+def test_seeds_whose_data_depends_on_the_seed_train_one_by_one():
+    moons = load_config("two_moons:quick")
+    assert "depends on config.seed" in train.can_vmap_seeds(moons)
+    gan = load_config("gan_mnist:quick")
+    assert "own trainer" in train.can_vmap_seeds(gan)
+
+
+def test_sweep_runs_reuses_finished_runs_and_retrains_changed_ones(tmp_path):
+    config = tiny_critic()
+    grid = sweep.Sweep(tuple(sweep.options("model.activation", ["group_sort", "full_sort"], ["GroupSort(2)", "FullSort"])),
+                       seeds=(0, 1), metrics=("wasserstein_estimate", "lipschitz_upper_bound"),
+                       curve_metrics=("wasserstein_estimate",))
+    root = str(tmp_path / "sweep")
+    rows = sweep.run(config, grid, root, command="test")
+    assert [(r["cell"], r["seed"]) for r in rows] == [("GroupSort(2)", 0), ("GroupSort(2)", 1), ("FullSort", 0),
+                                                      ("FullSort", 1)]
+    assert all(r["lipschitz_upper_bound"] <= 1 + 1e-6 for r in rows)
+    table = open(os.path.join(root, sweep.TABLE_MD)).read()
+    mean = np.mean([r["wasserstein_estimate"] for r in rows if r["cell"] == "FullSort"])
+    assert f"| FullSort | {mean:.4g} ± " in table
+    assert os.path.exists(os.path.join(root, sweep.CURVES_PNG))
+    stored = json.load(open(os.path.join(root, sweep.SWEEP_JSON)))
+    assert stored["rows"] == rows
+
+    results = os.path.join(root, "fullsort", "seed_1", run_files.RESULTS)
+    before = os.path.getmtime(results)
+    assert sweep.run(config, grid, root) == rows  # finished and unchanged: reused, nothing trained
+    assert os.path.getmtime(results) == before
+
+    config.train.learning_rate *= 2  # a training field: the stored runs are not this sweep's
+    again = sweep.run(config, dataclasses.replace(grid, cells=grid.cells[1:]), root)
+    assert glob.glob(os.path.join(root, "fullsort", "seed_1.previous-*", run_files.RESULTS))
+    assert again[1]["wasserstein_estimate"] != rows[3]["wasserstein_estimate"]
+
+
+def test_sweep_definitions_are_checked_before_anything_trains(tmp_path):
+    config = tiny_critic()
+    with pytest.raises(ConfigError, match="no field 'model.activaton'"):
+        sweep.run(config, sweep.Sweep((sweep.Cell("typo", {"model.activaton": "relu"}),)), str(tmp_path))
+    bad_group = sweep.Sweep((sweep.Cell("fine", {}), sweep.Cell("GroupSort(3)", {"model.group_size": 3})))
+    with pytest.raises(ConfigError, match="(?s)cell 'GroupSort\\(3\\)'.*divide"):
+        sweep.run(config, bad_group, str(tmp_path))
+    assert not os.path.exists(tmp_path / "fine")  # the valid cell did not train first
+    with pytest.raises(ValueError, match="both set model.activation"):
+        sweep.product(sweep.options("model.activation", ["relu"]), sweep.options("model.activation", ["abs"]))
+    with pytest.raises(ValueError, match="distinct names"):
+        sweep.Sweep((sweep.Cell("A b", {}), sweep.Cell("a-B", {})))
+    with pytest.raises(ConfigError, match="distinct integers"):
+        sweep.with_seeds(sweep.Sweep((sweep.Cell("a", {}),)), "1,1")
+    assert sweep.with_seeds(sweep.Sweep((sweep.Cell("a", {}),)), "3,4").seeds == (3, 4)
+
+
+def test_wde_configs_offer_the_table_and_the_modes_sweeps():
+    from lipsort.config_loader import load_module
+
+    module = load_module("wde_mnist")
+    table = module.get_sweep("table")
+    assert len(table.cells) == 10 and table.seeds == (0, 1, 2)
+    assert table.cells[-1].name == "GroupSort(9), Björck"
+    modes = module.get_sweep("modes")
+    assert {c.overrides["model.bjorck_training"] for c in modes.cells} == {"unrolled", "riemannian", "retraction"}
+    config = load_config("wde_mnist:paper,quick")
+    config.data.source = config.generator.data.source = "bundled"
+    riemannian = [c for c in modes.cells if c.overrides["model.bjorck_training"] == "riemannian"][:1]
+    # Riemannian Adam is valid with riemannian-mode Björck layers only: the cell sets both.
+    [(_, cell_config)] = sweep.prepare_cells(config, dataclasses.replace(modes, cells=tuple(riemannian)))
+    assert cell_config.train.optimizer == "riemannian_adam"
+    with pytest.raises(ValueError, match="valid sweeps are: table, modes"):
+        module.get_sweep("nope")
+
+
+def test_sweep_command_line_errors_are_one_line(tmp_path):
+    env = dict(os.environ, PYTHONPATH=REPO)
+    for args, expected in (
+        (["--config=configs/toy_abs.py", "--sweep=x"], "defines no get_sweep"),
+        (["--config=configs/wde_mnist.py", "--sweep=nope"], "Unknown sweep 'nope'"),
+    ):
+        proc = subprocess.run([sys.executable, "-m", "lipsort.sweep", *args, f"--workdir={tmp_path}"], cwd=REPO,
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode in (1, 2) and expected in proc.stderr, proc.stderr[-2000:]
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
