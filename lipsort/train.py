@@ -275,6 +275,11 @@ def search_lower_bound(config, exported, points, key) -> float | None:
     return certify.export_lower_bound(exported, jnp.asarray(points, jnp.float32), key, steps=search_steps)
 
 
+# A retraction-mode update is meant to leave the manifold a little (drift ≈ 0.03 at the
+# rates the mode is made for); past DRIFT_WARN each update needs several Björck steps and
+# the kernels are projected back rather than retracted. DRIFT_PATIENCE consecutive steps
+# past it earn one warning.
+DRIFT_WARN, DRIFT_PATIENCE = 0.1, 50
 # Per-step metrics that measure how far retraction-mode kernels are from their manifold;
 # inf means "not measured after a rescale", so they are checked against the tolerance,
 # not for finiteness.
@@ -294,6 +299,21 @@ def make_check(workdir: str, spec: MLPSpec | None, patience: int, warnings: list
     ``weights(state)`` picks the trained parameters out of the loop's state."""
     tol = float(spec.retraction_tol) if spec is not None else math.inf
     streak = {"bad": 0, "warned": False}
+    drifts: list[float] = []  # the current run of consecutive drifts past DRIFT_WARN
+
+    def check_drift(step, values, steps_taken):
+        for i, d in enumerate(np.atleast_1d(values)):
+            drifts[:] = drifts + [float(d)] if d > DRIFT_WARN else []
+            if len(drifts) == DRIFT_PATIENCE:
+                steps_per_update = float(np.mean(steps_taken)) if steps_taken is not None else float("nan")
+                message = (f"steps {step + i + 2 - DRIFT_PATIENCE}–{step + i + 1}: retraction_drift stayed above "
+                           f"{DRIFT_WARN:g} (median {np.median(drifts):.3g}, retraction_tol {tol:g}; "
+                           f"{steps_per_update:.1f} Björck steps per update): each update knocks the kernels "
+                           "far off the orthonormal manifold and the retraction projects them back; lower "
+                           "config.train.learning_rate (drift scales with it), or use "
+                           "bjorck_training='riemannian' with optimizer 'riemannian_adam'.")
+                warnings.append(message)
+                logging.warning("%s", message)
 
     def check(step, end, losses, aux, state):
         bad = ~np.isfinite(losses)
@@ -302,6 +322,8 @@ def make_check(workdir: str, spec: MLPSpec | None, patience: int, warnings: list
                 f"non-finite loss ({losses[np.argmax(bad)]}) at step {step + int(np.argmax(bad)) + 1} of "
                 f"{workdir}; lower config.train.learning_rate or check the data."
             )
+        if "retraction_drift" in aux and not any("retraction_drift stayed" in w for w in warnings):
+            check_drift(step, np.asarray(aux["retraction_drift"]), aux.get("retraction_steps"))
         for name, values in aux.items():
             values = np.asarray(values)
             if name in RESIDUAL_METRICS:

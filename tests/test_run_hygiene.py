@@ -196,6 +196,28 @@ def test_divergence_is_flagged_and_every_file_is_strict_json(tmp_path):
         check(3, 6, np.zeros(3), {"orthogonality_residual": np.array([1.0, 1.0, 1.0])}, state)
 
 
+def test_a_retraction_drift_far_above_its_regime_is_warned_once():
+    from lipsort.models import MLPSpec
+
+    spec = MLPSpec(in_features=1, widths=(8,), out_features=1, bjorck_training="retraction")
+    warnings = []
+    check = train.make_check("w", spec, 10_000, warnings)
+    state = ({"kernel": np.zeros(2)},)
+    n = train.DRIFT_PATIENCE
+
+    def chunk(start, drifts):
+        aux = {"retraction_drift": np.asarray(drifts, float), "retraction_steps": np.full(len(drifts), 12.0),
+               "orthogonality_residual": np.zeros(len(drifts))}
+        check(start, start + len(drifts), np.zeros(len(drifts)), aux, state)
+
+    chunk(0, [0.03] * n + [2.0] * (n - 1) + [0.05])  # the mode's regime, then a streak one step short
+    assert warnings == []
+    chunk(2 * n, [3.0] * n + [4.0] * n)
+    assert len(warnings) == 1
+    assert f"steps {2 * n + 1}–{3 * n}" in warnings[0] and "median 3" in warnings[0]
+    assert "12.0 Björck steps per update" in warnings[0] and "riemannian_adam" in warnings[0]
+
+
 def test_chance_accuracy_is_flagged():
     from lipsort.tasks.classify import chance_warnings
 
