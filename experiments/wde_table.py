@@ -4,12 +4,15 @@ r"""The paper's Wasserstein table: critic estimates of W1(data, WGAN-GP samples)
     python experiments/wde_table.py --dataset=fashion_mnist
     python experiments/wde_table.py --dataset=cifar10        # where its data is prepared
     python experiments/wde_table.py --dataset=mnist --quick  # tiny critic, a few steps
+    python experiments/wde_table.py --dataset=mnist --paper  # the paper's protocol (:paper)
 
-Sweeps 5 activations (ReLU, Maxout, MaxMin, GroupSort(4), GroupSort(9)) × 2 constraints
-(spectral, Björck) × seeds over configs/wde_<dataset>.py (critic 784 → 720 → 720 → 1,
-K = 1), all against the same generator (trained first if missing). Each run lives in
-runs/wde_table/<dataset>[_quick]/<cell>_s<seed>; a run with a results.json is reused, so
-an interrupted sweep continues where it stopped. Writes
+Runs the ``table`` sweep of configs/wde_<dataset>.py (configs/common.py:wde_sweep: 5
+activations ReLU, Maxout, MaxMin, GroupSort(4), GroupSort(9) × {Spectral, Björck} ×
+seeds; critic 784 → 720 → 720 → 1, K = 1) with :mod:`lipsort.sweep`, all against the
+same generator (trained first if missing); each cell's seeds train together in one
+vmapped program. Runs live in runs/wde_table/<dataset>[_paper][_quick]/<cell>/seed_<s>
+and are reused when their config matches, so an interrupted table continues where it
+stopped. Writes
 experiments/results/wde_<dataset>.md (mean ± std per cell beside the poster's numbers,
 checks of the paper's orderings and of the certificates), wde_<dataset>.json (every run)
 and wde_<dataset>.png (bar plot).
@@ -34,19 +37,13 @@ sys.path.insert(0, REPO)
 from absl import logging  # noqa: E402
 
 from lipsort import data as lipsort_data  # noqa: E402
-from lipsort import train  # noqa: E402
 from lipsort.config_loader import load_config  # noqa: E402
 
-# (label, activation, group size): the paper's rows. Maxout takes the max of pairs, so
-# its next layer sees 360 inputs (it is 1-Lipschitz but halves the width).
-ACTIVATIONS = (
-    ("ReLU", "relu", None),
-    ("Maxout", "maxout", 2),
-    ("MaxMin", "max_min", 2),
-    ("GroupSort(4)", "group_sort", 4),
-    ("GroupSort(9)", "group_sort", 9),
-)
-CONSTRAINTS = (("Spectral", "spectral"), ("Björck", "bjorck"))
+from configs import common  # noqa: E402
+from lipsort import sweep as sweeps  # noqa: E402
+
+ACTIVATIONS = common.WDE_ACTIVATIONS  # (label, activation, group size): the paper's rows
+CONSTRAINTS = common.WDE_CONSTRAINTS
 # The poster's table (../shared/seeds/000_*.txt, "Wasserstein Distance Estimation"):
 # (MNIST, CIFAR10) means ± std. No Fashion-MNIST column in the paper.
 POSTER = {
@@ -64,47 +61,44 @@ POSTER = {
 POSTER_COLUMN = {"mnist": 0, "cifar10": 1}
 
 
-def dataset_config(dataset: str, quick: bool = False):
-    """configs/wde_<dataset>.py (with ``quick``: its ``:quick`` variant)."""
-    return load_config(f"wde_{dataset}:quick" if quick else f"wde_{dataset}")
+def dataset_config(dataset: str, quick: bool = False, paper: bool = False):
+    """configs/wde_<dataset>.py (``:paper`` and/or ``:quick`` when asked)."""
+    arg = ",".join(a for a, on in (("paper", paper), ("quick", quick)) if on)
+    return load_config(f"wde_{dataset}:{arg}" if arg else f"wde_{dataset}")
 
 
-def cell_config(dataset: str, activation: str, group_size, constraint: str, seed: int, steps: int | None,
-                quick: bool):
-    """configs/wde_<dataset>.py with one cell's critic."""
-    config = dataset_config(dataset, quick=quick)
-    config.seed = seed
-    config.model.activation = activation
-    config.model.group_size = group_size if group_size is not None else 2  # unused by relu
-    config.model.constraint = constraint
+def base_config(dataset: str, steps: int | None, quick: bool, paper: bool = False):
+    """The config every cell starts from: the data set's, cut to ``steps`` if given."""
+    config = dataset_config(dataset, quick=quick, paper=paper)
     if steps:
         config.train.num_steps = steps
         config.train.log_every = max(1, min(config.train.log_every, steps // 4))
         config.train.checkpoint_every = steps
+        if config.get("eval") is not None and config.eval.get("curve_every"):
+            config.eval.curve_every = min(config.eval.curve_every, steps)
+        if config.train.get("decay_steps"):  # a step schedule keeps the decays inside the run
+            config.train.decay_steps = tuple(s for s in config.train.decay_steps if s < steps) or (steps,)
     config.certify.search_steps = min(config.certify.search_steps, 5)  # the table needs no tight search
     return config
 
 
-def run_sweep(dataset: str, seeds, steps, quick: bool, runs_dir: str) -> list[dict]:
+# Keys of each run's results.json the table reads besides the estimate.
+RUN_KEYS = ("wasserstein_estimate", "wasserstein_estimate_train", "exact_w1_samples", "lipschitz_upper_bound",
+            "lipschitz_lower_bound", "steps", "wall_time_s", "data_source", "num_eval_samples", "generator_dir")
+
+
+def run_sweep(dataset: str, seeds, steps, quick: bool, runs_dir: str, paper: bool = False) -> list[dict]:
+    """The ``table`` sweep of configs/wde_<dataset>.py, one row per run (cell split into
+    activation and constraint, the run's results.json keys of :data:`RUN_KEYS`)."""
+    config = base_config(dataset, steps, quick, paper)
+    table = sweeps.with_seeds(common.wde_sweep("table"), ",".join(map(str, seeds)))
     rows = []
-    for label, activation, group_size in ACTIVATIONS:
-        for cname, constraint in CONSTRAINTS:
-            for seed in seeds:
-                name = f"{activation}{group_size or ''}_{constraint}_s{seed}"
-                workdir = os.path.join(runs_dir, name)
-                path = os.path.join(workdir, "results.json")
-                if os.path.exists(path):
-                    with open(path) as f:
-                        results = json.load(f)
-                else:
-                    logging.info("=== %s %s %s seed %d ===", dataset, label, cname, seed)
-                    config = cell_config(dataset, activation, group_size, constraint, seed, steps, quick)
-                    results = train.train_and_evaluate(config, workdir)
-                rows.append({"activation": label, "constraint": cname, "seed": seed, "workdir": workdir,
-                             **{k: results.get(k) for k in (
-                                 "wasserstein_estimate", "exact_w1_samples", "lipschitz_upper_bound",
-                                 "lipschitz_lower_bound", "steps", "wall_time_s", "data_source",
-                                 "num_eval_samples", "generator_dir")}})
+    for row in sweeps.run(config, table, runs_dir):
+        with open(os.path.join(row["workdir"], "results.json")) as f:
+            results = json.load(f)
+        activation, constraint = row["cell"].split(", ")
+        rows.append({"activation": activation, "constraint": constraint, "seed": row["seed"],
+                     "workdir": row["workdir"], **{k: results.get(k) for k in RUN_KEYS}})
     return rows
 
 
@@ -154,7 +148,7 @@ def checks(cells: dict) -> list[str]:
     return lines
 
 
-def write_markdown(path, dataset, rows, cells, command) -> None:
+def write_markdown(path, dataset, rows, cells, command, config) -> None:
     col = POSTER_COLUMN.get(dataset)
     steps = sorted({r["steps"] for r in rows})
     lines = [
@@ -166,12 +160,14 @@ def write_markdown(path, dataset, rows, cells, command) -> None:
         f"({datetime.date.today().isoformat()}).  ",
         f"Data: {rows[0]['data_source']}.  ",
         f"Held-out samples per side: {rows[0]['num_eval_samples']}; critic training steps: "
-        f"{', '.join(map(str, steps))} (batch {_batch(dataset)}), seeds "
+        f"{', '.join(map(str, steps))} (batch {config.train.batch_size}), seeds "
         f"{sorted({r['seed'] for r in rows})}.",
         "",
-        "Critic: MLP 784 → 720 → 720 → 1, K = 1 (configs/wde_" + dataset + ".py), Björck layers trained "
-        "with retraction (exact Björck at export), spectral layers with one power iteration per "
-        "step. Estimate = E f(test images) − E f(generator samples) of the exported critic, "
+        f"Critic: MLP 784 → {' → '.join(map(str, config.model.widths))} → 1, K = 1 (configs/wde_{dataset}.py), "
+        f"Björck layers trained in {config.model.bjorck_training} mode (exact Björck at export), spectral "
+        f"layers with {config.model.power_iters} power iteration(s) per step, {config.train.optimizer} at lr "
+        f"{config.train.learning_rate:g} ({config.train.schedule} schedule), pixels in "
+        f"{list(config.data.pixel_range)}. Estimate = E f(test images) − E f(generator samples) of the exported critic, "
         "mean ± std over seeds; higher is a tighter lower bound.",
         "",
         "| activation | constraint | ours (mean ± std) | poster"
@@ -188,22 +184,20 @@ def write_markdown(path, dataset, rows, cells, command) -> None:
                 + (f"{poster[0]:.2f} ± {poster[1]:.2f}" if poster else "—")
                 + f" | {c['exact_mean']:.3f} | {c['max_upper']:.10f} | {c['wall_mean']:.0f} |"
             )
-    lines += ["", "## Checks", "", *checks(cells), "", "## Notes", "", *notes(dataset, rows), ""]
+    lines += ["", "## Checks", "", *checks(cells), "", "## Notes", "", *notes(dataset, rows, config), ""]
     with open(path, "w") as f:
         f.write("\n".join(lines))
 
 
-def notes(dataset: str, rows: list[dict]) -> list[str]:
+def notes(dataset: str, rows: list[dict], config) -> list[str]:
     """What the numbers mean and where they differ from the paper's setting."""
     steps = sorted({r["steps"] for r in rows})
-    default = int(dataset_config(dataset).train.num_steps)
     return [
-        f"- Critics trained {', '.join(map(str, steps))} steps (the config's default is {default}; "
-        "the sweep is cut to fit 30 runs per data set into ~20 min of a shared 2-core CPU). "
-        "The critics are far from converged, so all estimates are lower than a long run's; "
+        f"- Critics trained {', '.join(map(str, steps))} steps (the paper's protocol, `:paper`, trains "
+        "16,384). Short critics are far from converged, so their estimates are lower than a long run's; "
         "the comparison is between architectures at equal training budget.",
         "- The absolute values cannot match the poster's: a different generator (our small MLP "
-        "WGAN-GP, lipsort.tasks.gan), pixels in [0, 1], and a short critic training. The orderings are "
+        f"WGAN-GP, lipsort.tasks.gan), pixels in {list(config.data.pixel_range)}. The orderings are "
         "what this table compares.",
         "- exact_w1_samples is the exact OT cost between the same held-out samples (POT emd2). "
         "In 784 dimensions the empirical W1 of 1,000 samples per side is far above the "
@@ -214,10 +208,6 @@ def notes(dataset: str, rows: list[dict]) -> list[str]:
         "measured 2026-11-22) MaxMin reached 1.264 and GroupSort(9) 1.070. The paper trained its "
         "critics far longer, and our learning rate (3e-3) was chosen on GroupSort(9) runs only.",
     ]
-
-
-def _batch(dataset: str) -> int:
-    return int(dataset_config(dataset).train.batch_size)
 
 
 def plot(path, dataset, cells) -> None:
@@ -252,6 +242,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (≥ 3 for the table)")
     parser.add_argument("--steps", type=int, default=0, help="critic steps per run (0: the config's)")
     parser.add_argument("--quick", action="store_true", help="tiny critic and generator, a few steps")
+    parser.add_argument("--paper", action="store_true", help="the paper's protocol (configs' :paper)")
     parser.add_argument("--runs", default=os.path.join(REPO, "runs", "wde_table"))
     parser.add_argument("--out", default=os.path.join(REPO, "experiments", "results"))
     args = parser.parse_args(argv)
@@ -259,18 +250,20 @@ def main(argv=None) -> int:
     seeds = [int(s) for s in args.seeds.split(",") if s]
     # Fail before any training when the data is not here (e.g. CIFAR10 not prepared).
     try:
-        lipsort_data.load(dataset_config(args.dataset, quick=args.quick).data)
+        lipsort_data.load(dataset_config(args.dataset, quick=args.quick, paper=args.paper).data)
     except lipsort_data.DataUnavailableError as e:
         print(f"wde_table: {args.dataset} is not available: {e}", file=sys.stderr)
         return 2
     os.chdir(REPO)  # generator_dir (runs/generators) is relative to the repository
-    runs_dir = os.path.join(args.runs, args.dataset + ("_quick" if args.quick else ""))
-    rows = run_sweep(args.dataset, seeds, args.steps or None, args.quick, runs_dir)
+    suffix = ("_paper" if args.paper else "") + ("_quick" if args.quick else "")
+    runs_dir = os.path.join(args.runs, args.dataset + suffix)
+    rows = run_sweep(args.dataset, seeds, args.steps or None, args.quick, runs_dir, paper=args.paper)
     cells = summarize(rows)
     os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, f"wde_{args.dataset}" + ("_quick" if args.quick else ""))
+    stem = os.path.join(args.out, f"wde_{args.dataset}" + suffix)
     command = "python experiments/wde_table.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    write_markdown(stem + ".md", args.dataset, rows, cells, command.strip())
+    config = base_config(args.dataset, args.steps or None, args.quick, args.paper)
+    write_markdown(stem + ".md", args.dataset, rows, cells, command.strip(), config)
     with open(stem + ".json", "w") as f:
         json.dump({"command": command.strip(), "runs": rows}, f, indent=1)
     plot(stem + ".png", args.dataset, cells)
