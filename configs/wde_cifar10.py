@@ -15,13 +15,11 @@ result for this config yet.
 """
 from configs import common
 
-KINDS = ("paper",)  # the paper's protocol; ARG is [paper][,quick]
+KINDS = common.WDE_KINDS  # ARG is [paper][,quick][,lwgan]
 
 
 def get_config(arg=None):
-    args = common.parse_arg(arg, __file__, kinds=KINDS)
-    config = common.wde_image_config("cifar10", quick=args.quick)
-    return common.apply_wde_paper_protocol(config, args.quick) if args.kind == "paper" else config
+    return common.wde_get_config("cifar10", arg, __file__)
 
 
 def get_sweep(arg=None):

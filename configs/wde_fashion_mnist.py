@@ -18,13 +18,11 @@ wasserstein_estimate 1.206, exact_w1_samples 5.875, lipschitz_upper_bound ≤ 1.
 """
 from configs import common
 
-KINDS = ("paper",)  # the paper's protocol; ARG is [paper][,quick]
+KINDS = common.WDE_KINDS  # ARG is [paper][,quick][,lwgan]
 
 
 def get_config(arg=None):
-    args = common.parse_arg(arg, __file__, kinds=KINDS)
-    config = common.wde_image_config("fashion_mnist", quick=args.quick)
-    return common.apply_wde_paper_protocol(config, args.quick) if args.kind == "paper" else config
+    return common.wde_get_config("fashion_mnist", arg, __file__)
 
 
 def get_sweep(arg=None):

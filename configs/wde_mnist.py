@@ -3,6 +3,7 @@ r"""Wasserstein-1 between MNIST and a WGAN-GP generator: one cell of the paper's
     python -m lipsort.main --config=configs/wde_mnist.py --workdir=/tmp/wde_mnist
     python -m lipsort.main --config=configs/wde_mnist.py:quick --workdir=/tmp/wde_quick
     python -m lipsort.main --config=configs/wde_mnist.py:paper   # the paper's protocol (below)
+    python -m lipsort.main --config=configs/wde_mnist.py:lwgan   # vs the Lipschitz WGAN's generator
 
 Critic (the paper's): MLP 784 → 720 → 720 → 1, GroupSort(9), Björck layers, K = 1,
 trained with retraction (config.model.bjorck_training). 300 steps of batch 128 at Adam
@@ -39,13 +40,11 @@ faster mode is shown to give the same answer (issue 14, not yet measured).
 """
 from configs import common
 
-KINDS = ("paper",)  # the paper's protocol; ARG is [paper][,quick]
+KINDS = common.WDE_KINDS  # ARG is [paper][,quick][,lwgan]
 
 
 def get_config(arg=None):
-    args = common.parse_arg(arg, __file__, kinds=KINDS)
-    config = common.wde_image_config("mnist", quick=args.quick)
-    return common.apply_wde_paper_protocol(config, args.quick) if args.kind == "paper" else config
+    return common.wde_get_config("mnist", arg, __file__)
 
 
 def get_sweep(arg=None):

@@ -24,6 +24,13 @@
 (d) the same retraction step vs deel-torchlip (SpectralLinear + GroupSort2) in its own
     venv (scripts/torchlip_step.py; skipped with the install command if absent).
 (e) steps per second of the WDE and robustness configs as shipped.
+(f) seeds trained together (lipsort.train.train_seeds): one vmapped step of --seeds-count
+    seeds of the :paper Wasserstein critic (784 → 720 → 720 → 1, batch 64; Björck in
+    riemannian mode with Riemannian Adam, and spectral) against that many single-seed
+    steps, interleaved; ratio < 1 means vmapping saves time.
+(g) one generator step (5 critic updates + 1 generator update, batch 64) of the Lipschitz
+    WGAN (configs/gan_mnist.py:lipschitz: Björck GroupSort(4) critic, riemannian mode, no
+    penalty) against WGAN-GP's (configs/gan_mnist.py), interleaved.
 
 Every matmul runs at Precision.HIGHEST (as in lipsort.orthogonal). ``--json`` writes all
 numbers as JSON (to PATH, or stdout with no PATH) in addition to the printed tables.
@@ -53,7 +60,7 @@ from lipsort.orthogonal import (
     taylor_coefficients,
 )
 
-PARTS = ("a", "b", "c", "d", "e")
+PARTS = ("a", "b", "c", "d", "e", "f", "g")
 # Part (e): the experiment configs whose training speed researchers will feel.
 E_CONFIGS = ("wde_mnist", "wde_fashion_mnist", "robust_mnist_l2", "robust_mnist_linf",
              "robust_fashion_mnist_l2", "robust_fashion_mnist_linf")
@@ -497,6 +504,70 @@ def part_e(names, repeats, chunk):
     return rows
 
 
+def part_f(num_seeds, repeats, chunk):
+    """Part (f): one vmapped step of ``num_seeds`` seeds vs ``num_seeds`` single steps."""
+    from lipsort import train
+    from lipsort.config_loader import load_config
+
+    print(f"\n(f) {num_seeds} seeds in one vmapped program vs one by one (wde_mnist:paper critic, batch 64)")
+    print(f"{'critic':<24} {'one seed ms':>12} {'vmapped ms':>11} {'ratio':>7}")
+    rows = []
+    for label, overrides in (("Björck riemannian", dict(constraint="bjorck", bjorck_training="riemannian")),
+                             ("spectral", dict(constraint="spectral"))):
+        config = load_config("wde_mnist:paper")
+        config.data.source = config.generator.data.source = "bundled"
+        for k, v in overrides.items():
+            config.model[k] = v
+        if overrides.get("bjorck_training") == "riemannian":
+            config.train.optimizer = "riemannian_adam"
+        task, spec = train.validate_config(config)
+        task.prepare("")
+        configs = train.seed_configs(config, range(num_seeds))
+        states = [train.create_train_state(c, spec) for c in configs]
+        ts = states[0]
+        runner = train.make_chunk_runner(ts.graphdef, task.loss, task.sample_batch, ts.tx, None,
+                                         retracts=ts.model.retracts)
+        keys = jnp.stack([train.run_keys(c)[0] for c in configs])
+        vmapped = jax.jit(jax.vmap(runner, in_axes=(0, None, 0)))
+        single = jax.jit(runner)
+        timing = _time_chunks({
+            "single": (lambda state, steps: single(state, steps, keys[0]), ts.state),
+            "vmapped": (lambda state, steps: vmapped(state, steps, keys),
+                        jax.tree.map(lambda *xs: jnp.stack(xs), *[t.state for t in states])),
+        }, chunk, repeats)
+        one, together = timing["single"][0], timing["vmapped"][0]
+        row = dict(critic=label, seeds=num_seeds, single_ms=1e3 * one, vmapped_ms=1e3 * together,
+                   ratio=together / (num_seeds * one))
+        rows.append(row)
+        print(f"{label:<24} {row['single_ms']:>12.1f} {row['vmapped_ms']:>11.1f} {row['ratio']:>7.2f}")
+    return rows
+
+
+def part_g(repeats, chunk):
+    """Part (g): a generator step of the Lipschitz WGAN vs WGAN-GP's."""
+    from lipsort import data
+    from lipsort.config_loader import load_config
+    from lipsort.tasks import gan
+
+    print("\n(g) generator step: Lipschitz WGAN (Björck critic, no penalty) vs WGAN-GP, bundled MNIST")
+    runners = {}
+    for label, spec in (("WGAN-GP", "gan_mnist"), ("Lipschitz WGAN", "gan_mnist:lipschitz")):
+        config = load_config(spec)
+        config.data.source = "bundled"
+        images = data.load(config.data)
+        critic, graphdef, optimizers, state = gan._init_state(config)
+        step_fn = gan.make_step(graphdef, config, jnp.asarray(images.x_train), jax.random.PRNGKey(1), optimizers,
+                                retracts=critic.retracts)
+        runners[label] = (jax.jit(lambda s, steps, f=step_fn: jax.lax.scan(f, s, steps)), state)
+    timing = _time_chunks(runners, chunk, repeats)
+    base = timing["WGAN-GP"][0]
+    rows = []
+    for label, (t_min, _) in timing.items():
+        rows.append(dict(gan=label, ms_per_step=1e3 * t_min, ratio=t_min / base))
+        print(f"{label:<16} {1e3 * t_min:>9.1f} ms per generator step  {t_min / base:>5.2f}×")
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--parts", default="a,b,c,d,e", help="comma-separated subset of: " + ",".join(PARTS))
@@ -517,6 +588,7 @@ def main():
                         help="part (c) optimizers: adam, momentum (SGD, 0.9), sgd (no momentum)")
     parser.add_argument("--residual-steps", type=int, default=500,
                         help="part (c) training steps over which accuracy and the residual are tracked (0: skip)")
+    parser.add_argument("--seeds-count", type=int, default=3, help="part (f): seeds vmapped together")
     parser.add_argument("--no-unrolled", action="store_true", help="part (c): skip the slow unrolled-15 model")
     parser.add_argument("--torch-python", default=TORCH_PYTHON,
                         help="part (d): python of a venv with torch + deel-torchlip (" + TORCH_INSTALL + ")")
@@ -550,6 +622,10 @@ def main():
                               args.seed, args.torch_python)
     if "e" in parts:
         results["e"] = part_e(list(E_CONFIGS), max(args.repeats // 2, 2), args.chunk)
+    if "f" in parts:
+        results["f"] = part_f(args.seeds_count, max(args.repeats // 2, 2), args.chunk)
+    if "g" in parts:
+        results["g"] = part_g(max(args.repeats // 2, 2), args.chunk)
     if args.json is not None:
         text = json.dumps(results, indent=2)
         if args.json == "-":

@@ -98,3 +98,15 @@ def test_config_rejects_unknown_argument():
     for path in CONFIG_FILES:
         with pytest.raises(ValueError):
             load(path).get_config("no-such-variant")
+
+
+def test_wde_lwgan_flag_selects_the_lipschitz_wgan_generator():
+    from lipsort import config_loader
+
+    config = config_loader.load_config("wde_mnist:lwgan,quick")
+    plain = config_loader.load_config("wde_mnist:quick")
+    assert config.generator.train.gp_weight == 0 and config.generator.model.constraint == "bjorck"
+    assert plain.generator.train.gp_weight > 0 and plain.generator.model.constraint == "none"
+    skip_without_data(config)
+    train.validate_config(config)
+    assert config_loader.load_config("wde_mnist:paper,lwgan").generator.data.pixel_range == (-1.0, 1.0)
