@@ -68,15 +68,15 @@ def apply_wde_paper_protocol(config: ml_collections.ConfigDict, quick: bool) -> 
 
 
 WDE_KINDS = ("paper",)  # the paper's protocol
-WDE_FLAGS = ("quick", "lwgan")  # lwgan: against the Lipschitz WGAN's generator (gan_*.py:lipschitz)
+# lwgan: against the Lipschitz WGAN's generator (gan_*.py:lipschitz); dcgan: its convolutional one.
+WDE_FLAGS = ("quick", "lwgan", "dcgan")
 
 
 def wde_get_config(dataset: str, arg: str | None, config_file: str) -> ml_collections.ConfigDict:
-    """``get_config`` of configs/wde_<dataset>.py: ARG is [paper][,quick][,lwgan]."""
+    """``get_config`` of configs/wde_<dataset>.py: ARG is [paper][,quick][,lwgan][,dcgan]."""
     args = parse_arg(arg, config_file, flags=WDE_FLAGS, kinds=WDE_KINDS)
     config = wde_image_config(dataset, quick=args.quick)
-    if "lwgan" in args.flags:
-        gan_lipschitz_critic(config.generator, args.quick)
+    config.generator = _gan_variant(config.generator, Arg(args.flags))
     return apply_wde_paper_protocol(config, args.quick) if args.kind == "paper" else config
 
 
@@ -230,6 +230,7 @@ def gan_config(dataset: str = "mnist", quick: bool = False) -> ml_collections.Co
 
 
 GAN_KINDS = ("lipschitz",)
+GAN_FLAGS = ("quick", "dcgan")  # dcgan: the convolutional generator instead of the MLP
 # A Lipschitz-critic generator step costs 2.26× a WGAN-GP one (`python scripts/benchmark.py
 # --parts=g`, 2 loaded CPU cores, 2026-12-02): 3,000 / 2.26 ≈ 1,300 steps take the same time.
 LWGAN_EQUAL_TIME_STEPS = 1300
@@ -251,6 +252,31 @@ def gan_lipschitz_critic(config: ml_collections.ConfigDict, quick: bool = False)
     config.train.num_steps = 20 if quick else LWGAN_EQUAL_TIME_STEPS
     config.train.checkpoint_every = 20 if quick else 500
     return config
+
+
+def gan_dcgan_generator(config: ml_collections.ConfigDict, quick: bool = False) -> ml_collections.ConfigDict:
+    """A DCGAN-style convolutional generator (``:dcgan``; lipsort.tasks.gan.dcgan_apply):
+    z → dense → a feature map at 1/4 (28×28) or 1/8 (32×32) of the image side → stride-2
+    transposed 4×4 convolutions with ReLU → tanh to the pixel range, like the paper's
+    infoGAN-style generator (its code: weight clipping; here WGAN-GP unless
+    ``train.weight_clip`` > 0 and ``gp_weight`` 0)."""
+    config.generator.architecture = "dcgan"
+    side = config.data.dataset == "cifar10"
+    config.generator.channels = (16, 8) if quick else ((256, 128, 64) if side else (128, 64))
+    config.generator.widths = ()  # the MLP's field, unused by dcgan
+    return config
+
+
+def gan_get_config(dataset: str, arg: str | None, config_file: str) -> ml_collections.ConfigDict:
+    """``get_config`` of configs/gan_<dataset>.py: ARG is [lipschitz][,quick][,dcgan]."""
+    args = parse_arg(arg, config_file, flags=GAN_FLAGS, kinds=GAN_KINDS)
+    return _gan_variant(gan_config(dataset, quick=args.quick), args)
+
+
+def _gan_variant(config: ml_collections.ConfigDict, args: "Arg") -> ml_collections.ConfigDict:
+    if "dcgan" in args.flags:
+        gan_dcgan_generator(config, args.quick)
+    return gan_lipschitz_critic(config, args.quick) if args.kind == "lipschitz" or "lwgan" in args.flags else config
 
 
 # --- image Wasserstein estimation (configs/wde_<dataset>.py) ----------------------------------

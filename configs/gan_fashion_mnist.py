@@ -3,6 +3,7 @@ r"""WGAN-GP generator on Fashion-MNIST: the generator of configs/wde_fashion_mni
     python -m lipsort.main --config=configs/gan_fashion_mnist.py --workdir=/tmp/gan_fashion
     python -m lipsort.main --config=configs/gan_fashion_mnist.py:quick --workdir=/tmp/gan_quick
     python -m lipsort.main --config=configs/gan_fashion_mnist.py:lipschitz   # certified critic, no penalty
+    python -m lipsort.main --config=configs/gan_fashion_mnist.py:dcgan       # convolutional generator
 
 Same networks and optimizer as configs/gan_mnist.py. Data: config.data.source 'auto'
 (offline: Debian's dataset-fashion-mnist IDX files, 60,000 train / 10,000 test).
@@ -19,6 +20,4 @@ KINDS = common.GAN_KINDS  # lipschitz: a certified critic instead of the gradien
 
 
 def get_config(arg=None):
-    args = common.parse_arg(arg, __file__, kinds=KINDS)
-    config = common.gan_config("fashion_mnist", quick=args.quick)
-    return common.gan_lipschitz_critic(config, args.quick) if args.kind == "lipschitz" else config
+    return common.gan_get_config("fashion_mnist", arg, __file__)

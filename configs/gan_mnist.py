@@ -3,6 +3,7 @@ r"""WGAN-GP generator on MNIST: the generator of the Wasserstein table (configs/
     python -m lipsort.main --config=configs/gan_mnist.py --workdir=/tmp/gan_mnist
     python -m lipsort.main --config=configs/gan_mnist.py:quick --workdir=/tmp/gan_quick
     python -m lipsort.main --config=configs/gan_mnist.py:lipschitz   # certified critic, no penalty
+    python -m lipsort.main --config=configs/gan_mnist.py:dcgan       # convolutional generator
 
 MLP generator 64 → 256 → 512 → 784 (sigmoid to pixels in [0, 1]) against an
 unconstrained MLP critic 784 → 512 → 256 → 1 with gradient penalty λ = 10, 5 critic
@@ -22,6 +23,4 @@ KINDS = common.GAN_KINDS  # lipschitz: a certified critic instead of the gradien
 
 
 def get_config(arg=None):
-    args = common.parse_arg(arg, __file__, kinds=KINDS)
-    config = common.gan_config("mnist", quick=args.quick)
-    return common.gan_lipschitz_critic(config, args.quick) if args.kind == "lipschitz" else config
+    return common.gan_get_config("mnist", arg, __file__)

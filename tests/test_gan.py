@@ -120,3 +120,47 @@ def test_lipschitz_critic_in_retraction_mode_is_retracted_after_every_update(tmp
     critic = nnx.merge(graphdef, state[1], state[2])
     for layer in critic.layers:
         assert float(orthogonality_residual(layer.kernel[...])) <= 2e-3
+
+
+@pytest.mark.parametrize("shape, channels", [((28, 28, 1), (16, 8)), ((32, 32, 3), (16, 8, 4))])
+def test_dcgan_generator_shapes_and_pixel_range(shape, channels):
+    import jax
+    import ml_collections
+
+    gen = ml_collections.ConfigDict({"latent_dim": 8, "channels": channels})
+    assert gan.GENERATORS["dcgan"].problems(gen, shape) == []
+    params = gan.GENERATORS["dcgan"].init(jax.random.PRNGKey(0), gen, shape)
+    x = np.asarray(gan.dcgan_apply(params, 3.0 * jax.random.normal(jax.random.PRNGKey(1), (4, 8)), (-1.0, 1.0), shape))
+    assert x.shape == (4, int(np.prod(shape))) and -1.0 <= x.min() and x.max() <= 1.0
+    assert len(np.unique(x.round(4))) > 100  # not collapsed to the range's ends
+    too_deep = ml_collections.ConfigDict({"latent_dim": 8, "channels": (4,) * 4})
+    assert "divisible by 16" in gan.GENERATORS["dcgan"].problems(too_deep, (28, 28, 1))[0]
+
+
+def test_dcgan_with_weight_clipping_trains_and_its_generator_is_reusable(tmp_path):
+    import jax
+
+    from lipsort import workdir as run_files
+    from lipsort.config_loader import load_config
+
+    config = load_config("gan_mnist:dcgan,quick")
+    for key in ("source", "num_train", "num_test"):
+        config.data[key] = _tiny().data[key]
+    config.train.num_steps = config.train.log_every = config.train.checkpoint_every = 2
+    config.train.critic_steps, config.train.batch_size, config.eval.num_samples = 2, 16, 32
+    config.certify.search_steps = 1
+    config.train.gp_weight, config.train.weight_clip = 0.0, 0.01  # the original WGAN
+    results = train.train_and_evaluate(config, str(tmp_path))
+    assert results["steps"] == 2 and os.path.exists(tmp_path / "samples.png")
+    generator = gan.load_generator(str(tmp_path))
+    assert generator.architecture == "dcgan"
+    x = np.asarray(generator.sample(jax.random.PRNGKey(0), 3))
+    assert x.shape == (3, 784) and 0.0 <= x.min() and x.max() <= 1.0
+    # Weight clipping held every critic parameter inside [-c, c].
+    *_, state = gan._init_state(config)
+    _, state = run_files.Checkpointer(str(tmp_path / "checkpoints")).restore(state)
+    leaves = jax.tree.leaves(state[1])
+    assert leaves and max(float(np.abs(np.asarray(p)).max()) for p in leaves) <= 0.01 + 1e-7
+    bad = load_config("gan_mnist:quick")
+    bad.generator.architecture = "cnn"
+    assert any("Unknown generator architecture 'cnn'" in e for e in gan.validate(bad))

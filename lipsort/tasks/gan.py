@@ -36,7 +36,7 @@ import hashlib
 import json
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -49,6 +49,7 @@ from lipsort import data, optim, riemannian_adam
 from lipsort import workdir as run_files
 from lipsort.export import export_model, numpy_forward, save_export
 from lipsort.models import LipschitzMLP, spec_from_config
+from lipsort.registry import Registry
 from lipsort.tasks import Task
 from lipsort.validation import check_int, get, raise_if
 
@@ -63,18 +64,21 @@ def validate(config) -> list[str]:
     errors = []
     try:
         req = data.parse_config(get(config, "data"))
-        dim = int(np.prod(data.IMAGE_SHAPES[req.dataset]))
+        image_shape = data.IMAGE_SHAPES[req.dataset]
     except ValueError as e:
         errors.append(str(e))
-        dim = 1
+        image_shape = (1, 1, 1)
+    dim = int(np.prod(image_shape))
     gen = get(config, "generator")
     if gen is None:
         errors.append("config.generator is missing (latent_dim, widths).")
     else:
         check_int(errors, "config.generator.latent_dim", get(gen, "latent_dim"))
-        widths = get(gen, "widths", ())
-        if not widths or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
-            errors.append(f"config.generator.widths must be positive integers, got {widths!r}.")
+        try:
+            architecture = GENERATORS.lookup(architecture_name(gen))
+            errors.extend(architecture.problems(gen, image_shape))
+        except ValueError as e:
+            errors.append(f"config.generator.architecture: {e}")
     check_int(errors, "config.seed", get(config, "seed"), minimum=0)
     try:
         spec_from_config(get(config, "model"), dim, 1)
@@ -87,9 +91,10 @@ def validate(config) -> list[str]:
     for name in ("num_steps", "critic_steps", "batch_size", "log_every", "checkpoint_every"):
         check_int(errors, f"config.train.{name}", get(train, name))
     errors.extend(optim.validate(train))
-    v = get(train, "gp_weight")
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf"):
-        errors.append(f"config.train.gp_weight must be a number ≥ 0, got {v!r}.")
+    for name in ("gp_weight", "weight_clip"):
+        v = get(train, name, 0.0)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf"):
+            errors.append(f"config.train.{name} must be a number ≥ 0, got {v!r}.")
     check_int(errors, "config.eval.num_samples", get(get(config, "eval"), "num_samples"), minimum=2)
     return errors
 
@@ -114,7 +119,7 @@ def make_task(config) -> Task:
 
 
 def init_generator(key: Array, latent_dim: int, widths, out_dim: int) -> list[dict[str, Array]]:
-    """He-normal kernels (the hidden layers are ReLU), zero biases."""
+    """The MLP generator's parameters: He-normal kernels (the hidden layers are ReLU), zero biases."""
     sizes = [latent_dim, *widths, out_dim]
     keys = jax.random.split(key, len(sizes) - 1)
     return [
@@ -124,12 +129,97 @@ def init_generator(key: Array, latent_dim: int, widths, out_dim: int) -> list[di
 
 
 def generator_apply(params, z: Array, pixel_range) -> Array:
-    """G(z) = lo + (hi − lo)·sigmoid(W_n relu(… relu(W_1 z + b_1) …) + b_n)."""
+    """The MLP generator: G(z) = lo + (hi − lo)·sigmoid(W_n relu(… relu(W_1 z + b_1) …) + b_n)."""
     h = z
     for layer in params[:-1]:
         h = jax.nn.relu(h @ layer["kernel"] + layer["bias"])
     lo, hi = pixel_range
     return lo + (hi - lo) * jax.nn.sigmoid(h @ params[-1]["kernel"] + params[-1]["bias"])
+
+
+DCGAN_KERNEL = 4  # transposed-convolution kernels 4×4, stride 2 (DCGAN, Radford et al. 2016)
+
+
+def init_dcgan(key: Array, latent_dim: int, channels, image_shape) -> dict:
+    """A DCGAN-style generator's parameters: z → dense → (H/2^L, W/2^L, channels[0]) →
+    L transposed convolutions (stride 2) through ``channels[1:]`` to the image's C."""
+    h, w, c = image_shape
+    factor = 2 ** len(channels)
+    start = (h // factor, w // factor, int(channels[0]))
+    sizes = [*map(int, channels), c]
+    keys = jax.random.split(key, len(sizes))
+    dense_out = int(np.prod(start))
+    return {
+        "dense": {"kernel": jax.random.normal(keys[0], (latent_dim, dense_out)) * jnp.sqrt(2.0 / latent_dim),
+                  "bias": jnp.zeros((dense_out,))},
+        "deconvs": [{"kernel": jax.random.normal(k, (DCGAN_KERNEL, DCGAN_KERNEL, a, b))
+                     * jnp.sqrt(2.0 / (DCGAN_KERNEL * DCGAN_KERNEL * a)), "bias": jnp.zeros((b,))}
+                    for k, a, b in zip(keys[1:], sizes[:-1], sizes[1:])],
+    }
+
+
+def dcgan_apply(params, z: Array, pixel_range, image_shape) -> Array:
+    """G(z) = lo + (hi − lo)·(1 + tanh(…))/2 of the DCGAN-style generator, flattened (NHWC):
+    a dense layer to a small feature map, then stride-2 transposed convolutions with ReLU
+    between them (tanh after the last)."""
+    first = params["deconvs"][0]["kernel"].shape[2]
+    side_h = image_shape[0] // 2 ** len(params["deconvs"])
+    side_w = image_shape[1] // 2 ** len(params["deconvs"])
+    h = jax.nn.relu(z @ params["dense"]["kernel"] + params["dense"]["bias"]).reshape(-1, side_h, side_w, first)
+    for i, layer in enumerate(params["deconvs"]):
+        h = jax.lax.conv_transpose(h, layer["kernel"], (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        h = h + layer["bias"]
+        if i < len(params["deconvs"]) - 1:
+            h = jax.nn.relu(h)
+    lo, hi = pixel_range
+    return (lo + (hi - lo) * 0.5 * (1.0 + jnp.tanh(h))).reshape(h.shape[0], -1)
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorArchitecture:
+    """One generator kind (``config.generator.architecture``): ``init(key, gen_cfg,
+    image_shape)``, ``apply(params, z, pixel_range, image_shape)`` (flattened images in
+    ``pixel_range``), and ``problems(gen_cfg, image_shape)`` (its fields' errors)."""
+
+    init: Callable[[Array, Any, tuple], Any]
+    apply: Callable[[Any, Array, tuple, tuple], Array]
+    problems: Callable[[Any, tuple], list[str]]
+
+
+def _mlp_problems(gen, image_shape) -> list[str]:
+    widths = get(gen, "widths", ())
+    if not widths or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
+        return [f"config.generator.widths must be positive integers, got {widths!r}."]
+    return []
+
+
+def _dcgan_problems(gen, image_shape) -> list[str]:
+    channels = get(gen, "channels", ())
+    if not channels or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in channels):
+        return [f"config.generator.channels must be positive integers (one per resolution), got {channels!r}."]
+    factor = 2 ** len(channels)
+    if image_shape[0] % factor or image_shape[1] % factor:
+        return [f"config.generator.channels: {len(channels)} stride-2 upsamplings need image sides divisible by "
+                f"{factor}, got {image_shape[:2]}; use fewer channels."]
+    return []
+
+
+GENERATORS: Registry[GeneratorArchitecture] = Registry("generator architecture")
+GENERATORS.add("mlp", GeneratorArchitecture(
+    init=lambda key, gen, shape: init_generator(key, int(gen.latent_dim), tuple(gen.widths), int(np.prod(shape))),
+    apply=lambda params, z, pixel_range, shape: generator_apply(params, z, pixel_range),
+    problems=_mlp_problems,
+))
+GENERATORS.add("dcgan", GeneratorArchitecture(
+    init=lambda key, gen, shape: init_dcgan(key, int(gen.latent_dim), tuple(gen.channels), shape),
+    apply=dcgan_apply,
+    problems=_dcgan_problems,
+))
+
+
+def architecture_name(gen_cfg) -> str:
+    """``config.generator.architecture`` (absent: ``mlp``, so older configs keep their hash)."""
+    return get(gen_cfg, "architecture", "mlp") or "mlp"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,10 +231,11 @@ class Generator:
     pixel_range: tuple[float, float]
     image_shape: tuple
     directory: str
+    architecture: str = "mlp"
 
     def sample(self, key: Array, n: int) -> Array:
         z = jax.random.normal(key, (n, self.latent_dim))
-        return generator_apply(self.params, z, self.pixel_range)
+        return GENERATORS[self.architecture].apply(self.params, z, self.pixel_range, self.image_shape)
 
 
 # --- state, checkpoints, reuse ----------------------------------------------------------------
@@ -163,8 +254,8 @@ def _init_state(config):
     state = (G params, D params, D rest, G opt, D opt)."""
     dim = int(np.prod(data.IMAGE_SHAPES[config.data.dataset]))
     key = jax.random.PRNGKey(int(config.seed))
-    g_params = init_generator(jax.random.fold_in(key, 0), int(config.generator.latent_dim),
-                              tuple(config.generator.widths), dim)
+    g_params = GENERATORS[architecture_name(config.generator)].init(
+        jax.random.fold_in(key, 0), config.generator, data.IMAGE_SHAPES[config.data.dataset])
     critic = LipschitzMLP(spec_from_config(config.model, dim, 1), rngs=nnx.Rngs(int(config.seed) + 1))
     graphdef, c_params, c_rest = nnx.split(critic, nnx.Param, ...)
     g_tx, c_tx = _optimizers(config, g_params, critic, c_params)
@@ -202,7 +293,7 @@ def load_generator(directory: str) -> Generator:
     if step is None:
         raise FileNotFoundError(f"{directory!r} has results.json but no checkpoint; train it again.")
     return Generator(state[0], int(config.generator.latent_dim), tuple(config.data.pixel_range),
-                     data.IMAGE_SHAPES[config.data.dataset], directory)
+                     data.IMAGE_SHAPES[config.data.dataset], directory, architecture_name(config.generator))
 
 
 def ensure_generator(gan_cfg, directory: str) -> Generator:
@@ -251,17 +342,26 @@ def make_step(graphdef, config, x_train: Array, data_key: Array, optimizers, *, 
     pixel_range = tuple(float(v) for v in config.data.pixel_range)
     g_tx, c_tx = optimizers
     critic_update = make_update(graphdef, critic_loss_fn(float(train.gp_weight)), c_tx, retracts=retracts)
+    image_shape = data.IMAGE_SHAPES[config.data.dataset]
+    apply = GENERATORS[architecture_name(config.generator)].apply
+    clip = float(get(train, "weight_clip", 0.0))
+
+    def generate(g_params, z):
+        return apply(g_params, z, pixel_range, image_shape)
 
     def generator_loss(g_params, c_params, c_rest, z):
         model = nnx.merge(graphdef, c_params, c_rest, copy=True)  # copy=True: inside jax.grad
-        return -jnp.mean(model(generator_apply(g_params, z, pixel_range))[:, 0])
+        return -jnp.mean(model(generate(g_params, z))[:, 0])
 
     def critic_step(g_params, carry, key):
         kr, kz, ke = jax.random.split(key, 3)
         real = x_train[jax.random.randint(kr, (batch,), 0, x_train.shape[0])]
-        fake = generator_apply(g_params, jax.random.normal(kz, (batch, latent)), pixel_range)
+        fake = generate(g_params, jax.random.normal(kz, (batch, latent)))
         eps = jax.random.uniform(ke, (batch, 1))
-        return critic_update(carry, (real, fake, eps))
+        (c_params, c_rest, c_opt), out = critic_update(carry, (real, fake, eps))
+        if clip > 0:  # the original WGAN's weight clipping (Arjovsky et al. 2017)
+            c_params = jax.tree.map(lambda p: jnp.clip(p, -clip, clip), c_params)
+        return (c_params, c_rest, c_opt), out
 
     def step_fn(state, step):
         g_params, c_params, c_rest, g_opt, c_opt = state
@@ -325,7 +425,7 @@ def _train_gan_locked(config, workdir, images, run, start_time, stop_after_step)
 
     g_params, c_params, c_rest, _, _ = state
     generator = Generator(g_params, int(config.generator.latent_dim), tuple(config.data.pixel_range),
-                          images.image_shape, workdir)
+                          images.image_shape, workdir, architecture_name(config.generator))
     critic = nnx.merge(graphdef, c_params, c_rest)
     critic.eval()
     exported = export_model(critic)
