@@ -160,9 +160,8 @@ def run(config: ml_collections.ConfigDict, sweep: Sweep, root: str, *, command: 
         workdirs = cell_workdirs(root, cell, sweep.seeds)
         for workdir, seed_config in zip(workdirs, train.seed_configs(cell_config, sweep.seeds)):
             _move_aside_if_changed(workdir, seed_config)
-        why_not = train.can_vmap_seeds(cell_config)
-        logging.info("=== sweep cell %d/%d: %s, seeds %s%s (%.0f s so far) ===", n, len(cells), cell.name,
-                     list(sweep.seeds), "" if why_not is None else f" one by one: {why_not}", time.time() - start)
+        logging.info("=== sweep cell %d/%d: %s, seeds %s (%.0f s so far) ===", n, len(cells), cell.name,
+                     list(sweep.seeds), time.time() - start)
         results = train.train_seeds(cell_config, sweep.seeds, workdirs)
         for seed, workdir, result in zip(sweep.seeds, workdirs, results):
             rows.append({"cell": cell.name, "seed": int(seed), "workdir": workdir,

@@ -43,7 +43,7 @@ from lipsort import certify, optim, parallel, riemannian_adam, tasks, workdir as
 from lipsort.export import export_model, save_export
 from lipsort.models import LipschitzMLP, MLPSpec
 from lipsort.tasks import EvalContext
-from lipsort.validation import ConfigError, get, validate_config
+from lipsort.validation import ConfigError, check_int, get, raise_if, validate_config
 
 Array = jax.Array
 # Consecutive steps a retraction-mode run may spend above retraction_tol before it stops
@@ -219,8 +219,7 @@ def run_chunked_loop(
     while step < num_steps:
         end = min([num_steps] + [(step // b + 1) * b for b in boundaries])
         state, (losses, aux) = run_chunk(state, jnp.arange(step, end))
-        losses = np.asarray(losses)
-        aux = {k: np.asarray(v) for k, v in aux.items()}
+        losses = np.asarray(losses)  # aux stays on the device: its means are jnp's, as logged before
         slices = _per_member(members, stacked, losses, aux, state)
         for member, member_losses, member_aux, member_state in slices:
             member.check(step, end, member_losses, member_aux, member_state)
@@ -431,8 +430,11 @@ def train_seeds(config: ml_collections.ConfigDict, seeds, workdirs: list[str], *
     where :func:`can_vmap_seeds` allows, one after the other otherwise. Each workdir is an
     ordinary run (``python -m lipsort.main`` with that seed resumes or re-evaluates it)."""
     configs = seed_configs(config, seeds)
-    if len(configs) > 1 and can_vmap_seeds(config) is None:
+    why_not = can_vmap_seeds(config) if len(configs) > 1 else "one seed"
+    if why_not is None:
         return train_together(configs, workdirs, stop_after_step=stop_after_step)
+    if len(configs) > 1:
+        logging.info("training seeds %s one by one: %s", list(seeds), why_not)
     return [train_and_evaluate(c, w, stop_after_step=stop_after_step) for c, w in zip(configs, workdirs)]
 
 
@@ -460,12 +462,15 @@ def train_together(configs: list[ml_collections.ConfigDict], workdirs: list[str]
     stopped them). Several networks that resume from the same step train in one vmapped
     program; each workdir gets its own metrics, checkpoints, export and results."""
     start_time = time.time()
-    validated = [validate_config(c) for c in configs]
-    task, spec = validated[0]
+    task, spec = validate_config(configs[0])  # the others differ in their seed only (checked next)
     if len(configs) > 1:
         seedless = [{**run_files.flatten(run_files.config_to_dict(c)), "seed": None} for c in configs]
         if any(s != seedless[0] for s in seedless) or task.seed_dependent:
             raise ValueError("train_together vmaps seeds of one config whose task does not depend on the seed.")
+        errors: list[str] = []
+        for c in configs:
+            check_int(errors, "config.seed", get(c, "seed"), minimum=0)
+        raise_if(errors)
     with contextlib.ExitStack() as held:
         for workdir in workdirs:
             held.enter_context(run_files.locked(workdir))

@@ -43,11 +43,16 @@ def variants() -> list[tuple[str, str]]:
     return [(n, a) for n in names for a in ["quick", *EXTRA_VARIANTS.get(n, [])]]
 
 
-def run(out: str) -> None:
+def run(out: str, only: list[str] | None = None) -> None:
+    if os.path.isdir(out) and os.listdir(out):
+        # Finished runs in it would be reused, not rerun: the comparison would see old code.
+        sys.exit(f"compare_quick: {out} is not empty; use a new --out.")
     os.makedirs(out, exist_ok=True)
     summary = {}
     for name, arg in variants():
         key = f"{name}:{arg}"
+        if only and key not in only:
+            continue
         workdir = os.path.join(out, f"{name}_{arg.replace(',', '_')}")
         start = time.time()
         proc = subprocess.run(
@@ -133,14 +138,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run")
-    p_run.add_argument("--out", required=True)
+    p_run.add_argument("--out", required=True, help="a new (empty) folder")
+    p_run.add_argument("--only", default="", help="semicolon-separated NAME:ARG variants (default: all)")
     p_cmp = sub.add_parser("compare")
     p_cmp.add_argument("before")
     p_cmp.add_argument("after")
     p_cmp.add_argument("--rtol", type=float, default=1e-6)
     args = parser.parse_args()
     if args.command == "run":
-        run(args.out)
+        run(args.out, [v for v in args.only.split(";") if v] or None)
     else:
         sys.exit(1 if compare(args.before, args.after, args.rtol) else 0)
 

@@ -59,6 +59,20 @@ Array = jax.Array
 # --- validation ---------------------------------------------------------------------------
 
 
+def gan_kind(config) -> str:
+    """What the config trains, in words: how its critic is kept Lipschitz, and its generator."""
+    train = get(config, "train")
+    if float(get(train, "gp_weight", 0.0) or 0.0) > 0:
+        kind = "WGAN-GP"
+    elif float(get(train, "weight_clip", 0.0) or 0.0) > 0:
+        kind = "WGAN (weight clipping)"
+    elif get(get(config, "model"), "constraint", "none") != "none":
+        kind = "Lipschitz WGAN (certified critic)"
+    else:
+        kind = "WGAN (unconstrained critic)"
+    return kind + (", DCGAN generator" if architecture_name(get(config, "generator")) == "dcgan" else "")
+
+
 def validate(config) -> list[str]:
     """Every problem with a gan config, as messages (nothing is loaded or trained)."""
     errors = []
@@ -435,7 +449,7 @@ def _train_gan_locked(config, workdir, images, run, start_time, stop_after_step)
     real = images.x_test[:n_eval]
     gap = float(numpy_forward(exported, real).mean() - numpy_forward(exported, fake).mean())
     save_sample_grid(np.asarray(generator.sample(jax.random.fold_in(eval_key, 1), 64)), images.image_shape,
-                     os.path.join(workdir, "samples.png"), title=f"WGAN-GP, {step} steps")
+                     os.path.join(workdir, "samples.png"), title=f"{gan_kind(config)}, {step} steps")
     lower = search_lower_bound(config, exported, real[:8], jax.random.fold_in(eval_key, 2))
     common = run_files.common_results(
         config, exported, steps=step, start_time=start_time, resumed_from=resumed_from,

@@ -228,7 +228,7 @@ def _image_task(config) -> Task:
             "exact_w1_samples": exact,
             "estimate_over_exact": float(estimate / exact) if exact else None,
             "num_eval_samples": num_eval,
-            "distributions": f"{images.name} test images vs WGAN-GP samples ({gen_dir})",
+            "distributions": f"{images.name} test images vs {gan.gan_kind(gen_cfg)} samples ({gen_dir})",
             "generator_dir": gen_dir,
         }
 
