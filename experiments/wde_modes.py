@@ -74,14 +74,29 @@ def welch_z(a: np.ndarray, b: np.ndarray) -> float:
     return float(diff / se) if se > 0 else (0.0 if diff == 0 else float("inf") * np.sign(diff))
 
 
+def mean_curve(runs: list[dict]) -> list[tuple[int, float]]:
+    """(step, mean held-out estimate over the runs) at the curve steps all runs have."""
+    curves = [{r["step"]: r["wasserstein_estimate"] for r in run_files.read_metrics(run["workdir"], run_files.CURVE)}
+              for run in runs]
+    steps = sorted(set.intersection(*[set(c) for c in curves])) if curves else []
+    return [(s, float(np.mean([c[s] for c in curves]))) for s in steps]
+
+
+def first_step_reaching(curve: list[tuple[int, float]], target: float) -> int | None:
+    return next((s for s, v in curve if v >= target), None)
+
+
 def analyse(rows: list[dict]) -> list[dict]:
-    """One line per (activation, mode): estimates, z against unrolled, time per update."""
+    """One line per (activation, mode): estimates, z against unrolled, time per update, and
+    the first curve step whose mean reaches unrolled's final mean."""
     out = []
     for activation in dict.fromkeys(r["cell"].split(", ")[0] for r in rows):
         by_mode = {m: [r for r in rows if r["cell"] == f"{activation}, {m}"] for m in MODES}
+        target = float(np.mean([r["wasserstein_estimate"] for r in by_mode["unrolled"]]))
         for mode, runs in by_mode.items():
             line = {"activation": activation, "mode": mode, "n": len(runs),
-                    "seconds_per_update": update_seconds(runs[0]["workdir"]) if runs else None}
+                    "seconds_per_update": update_seconds(runs[0]["workdir"]) if runs else None,
+                    "reaches_unrolled_final_at": first_step_reaching(mean_curve(runs), target)}
             for metric in METRICS:
                 values = np.array([r[metric] for r in runs if r.get(metric) is not None], float)
                 ref = np.array([r[metric] for r in by_mode["unrolled"] if r.get(metric) is not None], float)
@@ -110,15 +125,18 @@ def write_markdown(path: str, dataset: str, config, lines: list[dict], rows: lis
         "mean ± std over seeds; z = (mode − unrolled) / standard error of the difference (Welch): |z| < 2 "
         "is within seed noise. Time per update is for the whole program (all seeds).",
         "",
-        "| activation | mode | held-out estimate | z vs unrolled | training-sample estimate | z | s per update |",
-        "|---|---|---|---|---|---|---|",
+        "| activation | mode | held-out estimate | z vs unrolled | training-sample estimate | z | s per update "
+        "| first curve step at unrolled's final estimate |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for ln in lines:
         h, t = ln["wasserstein_estimate"], ln["wasserstein_estimate_train"]
         sec = ln["seconds_per_update"]
         md.append(f"| {ln['activation']} | {ln['mode']} | {h[0]:.4f} ± {h[1]:.4f} | {ln['wasserstein_estimate_z']:+.1f} | "
                   f"{t[0]:.4f} ± {t[1]:.4f} | {ln['wasserstein_estimate_train_z']:+.1f} | "
-                  + (f"{sec:.3f}" if sec is not None else "—") + " |")
+                  + (f"{sec:.3f}" if sec is not None else "—") + " | "
+                  + (str(ln["reaches_unrolled_final_at"]) if ln["reaches_unrolled_final_at"] else "not reached")
+                  + " |")
     md += ["", "## Verdict", ""]
     for mode in MODES[1:]:
         zs = [ln["wasserstein_estimate_z"] for ln in lines if ln["mode"] == mode]

@@ -13,7 +13,7 @@ lipsort.main`` with the same config resumes or re-evaluates it). The seeds of a 
 together: ``jax.vmap`` over the seed axis of parameters, optimizer state and data keys,
 in one compiled program, sharded over the devices when there are several
 (:func:`lipsort.train.train_seeds`; one after the other where the task's data depends on
-the seed or the experiment has its own trainer). The sweep is resumable: a finished run
+the seed, the experiment has its own trainer, or the model retracts after each update). The sweep is resumable: a finished run
 is reused only when its stored config is the cell's (a run with a different training
 config is moved aside, ``<dir>.previous-<timestamp>``, and trained again), an
 interrupted one resumes from its checkpoint. Every cell is built and validated before

@@ -409,17 +409,23 @@ def seed_configs(config: ml_collections.ConfigDict, seeds) -> list[ml_collection
 
 
 def can_vmap_seeds(config: ml_collections.ConfigDict) -> str | None:
-    """Why the seeds of ``config`` cannot train in one vmapped program, or None if they can:
-    the default trainer only, a task whose data does not depend on the seed, one device
-    per batch (no data parallelism)."""
+    """Why the seeds of ``config`` should not train in one vmapped program, or None if they
+    can: the default trainer only, a task whose data does not depend on the seed, one
+    device per batch (no data parallelism), no retraction after each update (its
+    data-dependent loops run their longest branch for every seed under vmap)."""
     experiment = get(config, "experiment")
     if experiment in tasks.TASKS and tasks.TASKS[experiment].trainer != "default":
         return f"the {experiment} experiment has its own trainer"
     if get(get(config, "train"), "data_parallel", False):
         return "config.train.data_parallel shards each batch instead"
-    task, _ = validate_config(config)
+    task, spec = validate_config(config)
     if task.seed_dependent:
         return f"the {experiment} task's data depends on config.seed"
+    if nnx.eval_shape(lambda: LipschitzMLP(spec, rngs=nnx.Rngs(0))).retracts:
+        # The retraction's data-dependent loop and lazy branch become always-taken under
+        # vmap: 3 riemannian-mode seeds vmapped took 2.1× their time one by one
+        # (scripts/benchmark.py --parts=f, 2 CPU cores, 2026-12-02).
+        return "retraction/riemannian-mode Björck layers retract with data-dependent loops, slower under vmap"
     return None
 
 

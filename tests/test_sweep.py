@@ -58,11 +58,14 @@ def test_vmapped_seeds_match_runs_one_by_one_and_resume_bit_for_bit(tmp_path):
     assert [r["step"] for r in run_files.read_metrics(dirs[0], run_files.CURVE)] == [4, 8, 12]
 
 
-def test_seeds_whose_data_depends_on_the_seed_train_one_by_one():
+def test_seeds_train_one_by_one_where_vmap_does_not_fit():
     moons = load_config("two_moons:quick")
     assert "depends on config.seed" in train.can_vmap_seeds(moons)
     gan = load_config("gan_mnist:quick")
     assert "own trainer" in train.can_vmap_seeds(gan)
+    retracting = tiny_critic()
+    retracting.model.bjorck_training = "riemannian"
+    assert "slower under vmap" in train.can_vmap_seeds(retracting)
 
 
 def test_sweep_runs_reuses_finished_runs_and_retrains_changed_ones(tmp_path):
