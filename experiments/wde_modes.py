@@ -74,6 +74,47 @@ def welch_z(a: np.ndarray, b: np.ndarray) -> float:
     return float(diff / se) if se > 0 else (0.0 if diff == 0 else float("inf") * np.sign(diff))
 
 
+def normal_share(workdir: str, batches: int = 8) -> list[float]:
+    """Per Björck layer, ‖G − P_T G‖ / ‖G‖ for the Euclidean gradient G of the critic's loss
+    at the run's last checkpoint (mean over ``batches`` fresh batches): the share of the
+    gradient that leaves the tangent space of the Stiefel manifold at W, P_T G = G − W
+    sym(WᵀG) (columns orthonormal; rows for a wide W). What a retraction throws away."""
+    import jax
+    from flax import nnx
+
+    from lipsort import train
+    from lipsort.validation import validate_config
+
+    config = run_files.read_config(workdir)
+    task, spec = validate_config(config)
+    task.prepare(workdir)
+    ts = train.create_train_state(config, spec)
+    checkpointer = run_files.Checkpointer(os.path.join(workdir, run_files.CHECKPOINTS))
+    _, (params, rest, _) = checkpointer.restore(ts.state)
+    checkpointer.close()
+
+    def loss(p, batch):
+        return task.loss(nnx.merge(ts.graphdef, p, rest, copy=True), batch)[0]
+
+    shares = []
+    for i in range(batches):
+        grads = jax.grad(loss)(params, task.sample_batch(jax.random.PRNGKey(10_000 + i)))
+        row = []
+        for w, g in zip(jax.tree.leaves(params), jax.tree.leaves(grads)):
+            w, g = np.asarray(w, np.float64), np.asarray(g, np.float64)
+            if w.ndim != 2:
+                continue
+            if w.shape[0] >= w.shape[1]:
+                a = w.T @ g
+                tangent = g - w @ (0.5 * (a + a.T))
+            else:
+                a = g @ w.T
+                tangent = g - 0.5 * (a + a.T) @ w
+            row.append(float(np.linalg.norm(g - tangent) / np.linalg.norm(g)))
+        shares.append(row)
+    return [float(v) for v in np.mean(shares, axis=0)]
+
+
 def mean_curve(runs: list[dict]) -> list[tuple[int, float]]:
     """(step, mean held-out estimate over the runs) at the curve steps all runs have."""
     curves = [{r["step"]: r["wasserstein_estimate"] for r in run_files.read_metrics(run["workdir"], run_files.CURVE)}
@@ -102,6 +143,8 @@ def analyse(rows: list[dict]) -> list[dict]:
                 ref = np.array([r[metric] for r in by_mode["unrolled"] if r.get(metric) is not None], float)
                 line[metric] = (float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0)
                 line[metric + "_z"] = welch_z(values, ref) if mode != "unrolled" else 0.0
+            if mode == "retraction" and runs:
+                line["normal_share"] = normal_share(runs[0]["workdir"])
             out.append(line)
     return out
 
@@ -137,16 +180,45 @@ def write_markdown(path: str, dataset: str, config, lines: list[dict], rows: lis
                   + (f"{sec:.3f}" if sec is not None else "—") + " | "
                   + (str(ln["reaches_unrolled_final_at"]) if ln["reaches_unrolled_final_at"] else "not reached")
                   + " |")
+    md += ["", "Share of the Euclidean gradient normal to the manifold (what a retraction throws away), per "
+           "Björck layer, at the end of the retraction-mode run of seed 0:", ""]
+    md += [f"- {ln['activation']}: " + ", ".join(f"{v:.2f}" for v in ln["normal_share"])
+           for ln in lines if "normal_share" in ln]
     md += ["", "## Verdict", ""]
     for mode in MODES[1:]:
         zs = [ln["wasserstein_estimate_z"] for ln in lines if ln["mode"] == mode]
         within = all(abs(z) < 2 for z in zs)
-        md.append(f"- {mode}: {'within' if within else 'NOT within'} seed noise of unrolled for every activation "
-                  f"(z = {', '.join(f'{z:+.1f}' for z in zs)}).")
+        acts = [ln["activation"] for ln in lines if ln["mode"] == mode]
+        md.append(f"- {mode} gives unrolled's held-out estimate within seed noise (|z| < 2) for every activation: "
+                  f"{'yes' if within else 'NO'} (" + ", ".join(f"{a} z = {z:+.1f}" for a, z in zip(acts, zs)) + ").")
     md += ["", f"Learning curves: wde_modes_{dataset}.png (mean ± std over seeds, every "
            f"{config.eval.curve_every} updates).", ""]
     with open(path, "w") as f:
         f.write("\n".join(md))
+
+
+DIAGNOSTIC_FIELDS = ("model.bjorck_training", "train.optimizer", "train.learning_rate", "train.grad_clip_norm")
+
+
+def diagnostics_markdown(folder: str) -> list[str]:
+    """A table of the finished runs under ``folder`` (single runs of other settings, e.g.
+    learning rates): their training fields of :data:`DIAGNOSTIC_FIELDS` and estimates, read
+    from each run's config.json and results.json."""
+    runs = sorted(d for d in os.listdir(folder) if os.path.exists(os.path.join(folder, d, run_files.RESULTS)))
+    if not runs:
+        return []
+    md = ["## Diagnostics: other step sizes, clipping and optimizers", "",
+          f"Single runs in {folder} (each `python -m lipsort.main --config=configs/wde_<dataset>.py:paper` with the "
+          "overrides of the sweep above and those listed), seed 0:", "",
+          "| run | " + " | ".join(f.split(".")[-1] for f in DIAGNOSTIC_FIELDS) + " | activation | held-out | training-sample | steps |",
+          "|---" * (len(DIAGNOSTIC_FIELDS) + 5) + "|"]
+    for name in runs:
+        config = run_files.flatten(run_files.config_to_dict(run_files.read_config(os.path.join(folder, name))))
+        results = run_files.read_results(os.path.join(folder, name))
+        md.append(f"| {name} | " + " | ".join(str(config.get(f)) for f in DIAGNOSTIC_FIELDS)
+                  + f" | {config.get('model.activation')} | {results['wasserstein_estimate']:.4f} | "
+                  f"{results['wasserstein_estimate_train']:.4f} | {results['steps']} |")
+    return md + [""]
 
 
 def main(argv=None) -> int:
@@ -157,6 +229,7 @@ def main(argv=None) -> int:
     parser.add_argument("--curve-every", type=int, default=64)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--diagnostics", default="", help="a folder of single runs to tabulate beside the sweep")
     parser.add_argument("--runs", default=os.path.join(REPO, "runs", "sweeps"))
     parser.add_argument("--out", default=os.path.join(REPO, "experiments", "results"))
     args = parser.parse_args(argv)
@@ -172,6 +245,9 @@ def main(argv=None) -> int:
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, f"wde_modes_{args.dataset}{suffix}")
     write_markdown(stem + ".md", args.dataset, config, lines, rows, command.strip())
+    if args.diagnostics:
+        with open(stem + ".md", "a") as f:
+            f.write("\n".join(diagnostics_markdown(args.diagnostics)))
     if os.path.exists(os.path.join(root, sweeps.CURVES_PNG)):
         shutil.copy(os.path.join(root, sweeps.CURVES_PNG), stem + ".png")
     with open(stem + ".md") as f:
