@@ -35,8 +35,13 @@ the generator is our MLP WGAN-GP (configs/gan_mnist.py, retrained for the [−1,
 not the paper's weight-clipping infoGAN-style conv generator; the init is orthogonal and
 Björck starts from a certified σ_max bound rather than the paper's fixed 1/√(in·out).
 Unrolled Björck ×27 costs ~2.8 s per update on 2 CPU cores (measured for issue 14), about
-13 h per critic: run it on a GPU, or override ``--config.model.bjorck_training`` once a
-faster mode is shown to give the same answer (issue 14, not yet measured).
+13 h per critic: run it on a GPU. It stays the default because the faster modes do not give
+its answer at equal updates: at 512 updates of a 784 → 252 → 252 → 1 critic (3 seeds,
+``python experiments/wde_modes.py``, experiments/results/wde_modes_mnist.md) riemannian
+and retraction training reach 62–77 % of unrolled's held-out estimate for MaxMin,
+GroupSort(4) and GroupSort(9), far outside seed noise; another learning rate (3e-4, 3e-3) or
+dropping the clipping made them worse (same file). Whether they catch up at equal *time*
+(they are 10–30× cheaper per update) is not measured yet.
 """
 from configs import common
 

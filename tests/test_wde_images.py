@@ -105,9 +105,11 @@ def test_table_summaries_and_checks(tmp_path):
     lines = table.checks(table.summarize(rows))
     assert any(line.startswith("- Björck ≥ Spectral for MaxMin: NO") for line in lines)
     assert any(line.startswith("- Every lipschitz_upper_bound ≤ 1: NO") for line in lines)
-    table.write_markdown(str(tmp_path / "t.md"), "mnist", rows, table.summarize(rows), "cmd")
+    table.write_markdown(str(tmp_path / "t.md"), "mnist", rows, table.summarize(rows), "cmd",
+                         table.base_config("mnist", steps=7, quick=True))
     text = (tmp_path / "t.md").read_text()
     assert "| ReLU | Spectral |" in text and "0.95 ± 0.01" in text
+    assert "Björck layers trained in retraction mode" in text and "critic training steps: 7" in text
     table.plot(str(tmp_path / "t.png"), "mnist", table.summarize(rows))
     assert (tmp_path / "t.png").exists()
 
