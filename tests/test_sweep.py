@@ -128,7 +128,8 @@ def test_wde_configs_offer_the_table_and_the_modes_sweeps():
     # Riemannian Adam is valid with riemannian-mode Björck layers only: the cell sets both.
     [(_, cell_config)] = sweep.prepare_cells(config, dataclasses.replace(modes, cells=tuple(riemannian)))
     assert cell_config.train.optimizer == "riemannian_adam"
-    with pytest.raises(ValueError, match="valid sweeps are: table, modes"):
+    assert [c.name for c in module.get_sweep("riemannian").cells][0] == "MaxMin, riemannian"
+    with pytest.raises(ValueError, match="valid sweeps are: table, modes, riemannian"):
         module.get_sweep("nope")
 
 
