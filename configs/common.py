@@ -234,8 +234,10 @@ def gan_config(dataset: str = "mnist", quick: bool = False) -> ml_collections.Co
 
 GAN_KINDS = ("lipschitz",)
 GAN_FLAGS = ("quick", "dcgan")  # dcgan: the convolutional generator instead of the MLP
-# A Lipschitz-critic generator step costs 2.26× a WGAN-GP one (`python scripts/benchmark.py
-# --parts=g`, 2 loaded CPU cores, 2026-12-02): 3,000 / 2.26 ≈ 1,300 steps take the same time.
+# Chosen from a one-off timing under load (2026-12-02: a Lipschitz-critic generator step took
+# 2.26× a WGAN-GP one, so 3,000 / 2.26 ≈ 1,300); the run then took 319 s against WGAN-GP's 322 s.
+# On idle cores `python scripts/benchmark.py --parts=g` measures 1.64× (2026-12-02), which
+# would make ~1,830 steps equal time there.
 LWGAN_EQUAL_TIME_STEPS = 1300
 
 

@@ -155,8 +155,10 @@ def write_markdown(path: str, dataset: str, config, lines: list[dict], rows: lis
         f"# Does fast Björck training change the answer? ({dataset})",
         "",
         f"Command: `{command}`  ",
-        f"Hardware: 2 CPU cores, shared with other jobs ({datetime.date.today().isoformat()}); seeds {seeds}, "
-        "trained together per cell (one vmapped program).  ",
+        f"Hardware: {sweeps.hardware()}, shared with other jobs ({datetime.date.today().isoformat()}); seeds "
+        f"{seeds}, trained together per cell (one vmapped program); wall time of all cells "
+        f"{sum({r['workdir'].rsplit('/', 1)[0]: r['wall_time_s'] for r in rows}.values()) / 60:.0f} min "
+        "(each cell's program counted once).  ",
         f"Protocol: configs/wde_{dataset}.py:paper (batch 64 per side, Adam / Riemannian Adam 1e-3, gradient "
         f"clipping 0.1, pixels in [−1, 1]) cut to {config.train.num_steps} updates; critic 784 → "
         f"{' → '.join(map(str, config.model.widths))} → 1, Björck, K = 1; unrolled = 27 Björck iterations in "

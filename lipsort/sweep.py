@@ -188,6 +188,16 @@ def format_mean_std(value: tuple[float, float, int] | None, digits: int = 4) -> 
     return f"{mean:.{digits}g} ± {std:.2g} (n={n})"
 
 
+def hardware() -> str:
+    """The machine in words: CPU cores and JAX devices (the tables say where they ran)."""
+    import platform
+
+    import jax
+
+    return (f"{platform.machine()}, {os.cpu_count()} CPU cores, JAX {jax.__version__} on "
+            f"{', '.join(sorted({d.device_kind for d in jax.devices()}))} × {jax.device_count()}")
+
+
 def table_markdown(sweep: Sweep, rows: list[dict], command: str = "") -> str:
     columns = (*sweep.metrics, "wall_time_s")
     aggregated = {m: aggregate(rows, m) for m in columns}
@@ -195,6 +205,7 @@ def table_markdown(sweep: Sweep, rows: list[dict], command: str = "") -> str:
         "# Sweep results",
         "",
         *([f"Command: `{command}`  "] if command else []),
+        f"Hardware: {hardware()}.  ",
         f"Written {datetime.datetime.now().isoformat(timespec='seconds')}; mean ± std over seeds "
         f"{list(sweep.seeds)} (std with ddof = 1). `wall_time_s` of runs trained together is the whole "
         "program's.",

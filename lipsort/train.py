@@ -297,13 +297,14 @@ def make_check(workdir: str, spec: MLPSpec | None, patience: int, warnings: list
     :class:`DivergenceError` when that lasts more than ``patience`` consecutive steps.
     ``weights(state)`` picks the trained parameters out of the loop's state."""
     tol = float(spec.retraction_tol) if spec is not None else math.inf
-    streak = {"bad": 0, "warned": False}
+    streak = {"bad": 0, "warned": False, "drift_warned": False}
     drifts: list[float] = []  # the current run of consecutive drifts past DRIFT_WARN
 
     def check_drift(step, values, steps_taken):
         for i, d in enumerate(np.atleast_1d(values)):
             drifts[:] = drifts + [float(d)] if d > DRIFT_WARN else []
-            if len(drifts) == DRIFT_PATIENCE:
+            if len(drifts) == DRIFT_PATIENCE and not streak["drift_warned"]:
+                streak["drift_warned"] = True
                 steps_per_update = float(np.mean(steps_taken)) if steps_taken is not None else float("nan")
                 message = (f"steps {step + i + 2 - DRIFT_PATIENCE}–{step + i + 1}: retraction_drift stayed above "
                            f"{DRIFT_WARN:g} (median {np.median(drifts):.3g}, retraction_tol {tol:g}; "
@@ -321,7 +322,7 @@ def make_check(workdir: str, spec: MLPSpec | None, patience: int, warnings: list
                 f"non-finite loss ({losses[np.argmax(bad)]}) at step {step + int(np.argmax(bad)) + 1} of "
                 f"{workdir}; lower config.train.learning_rate or check the data."
             )
-        if "retraction_drift" in aux and not any("retraction_drift stayed" in w for w in warnings):
+        if "retraction_drift" in aux and not streak["drift_warned"]:
             check_drift(step, np.asarray(aux["retraction_drift"]), aux.get("retraction_steps"))
         for name, values in aux.items():
             values = np.asarray(values)

@@ -30,7 +30,8 @@
     steps, interleaved; ratio < 1 means vmapping saves time.
 (g) one generator step (5 critic updates + 1 generator update, batch 64) of the Lipschitz
     WGAN (configs/gan_mnist.py:lipschitz: Björck GroupSort(4) critic, riemannian mode, no
-    penalty) against WGAN-GP's (configs/gan_mnist.py), interleaved.
+    penalty) and of WGAN-GP with the DCGAN generator (configs/gan_mnist.py:dcgan) against
+    WGAN-GP's (configs/gan_mnist.py), interleaved.
 
 Every matmul runs at Precision.HIGHEST (as in lipsort.orthogonal). ``--json`` writes all
 numbers as JSON (to PATH, or stdout with no PATH) in addition to the printed tables.
@@ -551,7 +552,8 @@ def part_g(repeats, chunk):
 
     print("\n(g) generator step: Lipschitz WGAN (Björck critic, no penalty) vs WGAN-GP, bundled MNIST")
     runners = {}
-    for label, spec in (("WGAN-GP", "gan_mnist"), ("Lipschitz WGAN", "gan_mnist:lipschitz")):
+    for label, spec in (("WGAN-GP", "gan_mnist"), ("Lipschitz WGAN", "gan_mnist:lipschitz"),
+                        ("WGAN-GP, DCGAN", "gan_mnist:dcgan")):
         config = load_config(spec)
         config.data.source = "bundled"
         images = data.load(config.data)
