@@ -98,13 +98,15 @@ WDE_MODES = (
     ("riemannian", {"model.bjorck_training": "riemannian", "train.optimizer": "riemannian_adam"}),
     ("retraction", {"model.bjorck_training": "retraction"}),
 )
-WDE_SWEEPS = ("table", "modes", "riemannian")
+WDE_SWEEPS = ("table", "table_riemannian", "modes", "riemannian")
 
 
 def wde_sweep(arg: str | None):
     """The image Wasserstein sweeps (``python -m lipsort.sweep --sweep=ARG``):
 
     - ``table``: the paper's table, 5 activations × {Spectral, Björck}, 3 seeds;
+    - ``table_riemannian``: the same table with the Björck critics in riemannian mode
+      (Riemannian Adam), the mode a 2-core CPU affords at the paper's 16,384 updates;
     - ``modes``: does the fast training change the answer? MaxMin, GroupSort(4), (9)
       under Björck × {unrolled, riemannian, retraction}, 3 seeds;
     - ``riemannian``: the same activations in riemannian mode only (e.g. for many more
@@ -116,8 +118,11 @@ def wde_sweep(arg: str | None):
         return [sweep.Cell(name, {"model.activation": act, "model.group_size": g})
                 for name, act, g in WDE_ACTIVATIONS if names is None or name in names]
 
-    if arg == "table":
-        cells = sweep.product(activations(), [sweep.Cell(n, {"model.constraint": c}) for n, c in WDE_CONSTRAINTS])
+    if arg in ("table", "table_riemannian"):
+        bjorck_mode = dict(WDE_MODES)["riemannian"] if arg == "table_riemannian" else {}
+        cells = sweep.product(activations(), [
+            sweep.Cell(n, {"model.constraint": c, **(bjorck_mode if c == "bjorck" else {})})
+            for n, c in WDE_CONSTRAINTS])
     elif arg in ("modes", "riemannian"):
         modes = [(n, o) for n, o in WDE_MODES if arg == "modes" or n == arg]
         cells = sweep.product(activations(("MaxMin", "GroupSort(4)", "GroupSort(9)")),
@@ -129,6 +134,32 @@ def wde_sweep(arg: str | None):
         metrics=("wasserstein_estimate", "wasserstein_estimate_train", "exact_w1_samples", "lipschitz_upper_bound"),
         curve_metrics=("wasserstein_estimate", "wasserstein_estimate_train"),
     )
+
+
+# --- the toy sweeps (experiments/toy_figures.py) ---------------------------------------------
+
+# The activations the toy figures compare, with the group size each sets (None: keep the
+# config's), × the two 2-norm constraints.
+TOY_ACTIVATIONS = (("relu", None), ("maxout", 2), ("max_min", None), ("group_sort", 4), ("full_sort", None))
+TOY_CONSTRAINTS = ("bjorck", "spectral")
+TOY_SWEEPS = ("activations",)
+
+
+def toy_activation_label(activation: str, group_size: int | None) -> str:
+    return f"{activation}({group_size})" if activation in ("group_sort", "maxout") else activation
+
+
+def toy_sweep(arg: str | None, metrics: tuple[str, ...]):
+    """``activations``: every constraint of :data:`TOY_CONSTRAINTS` × activation of
+    :data:`TOY_ACTIVATIONS`, one seed (cells named ``"<constraint>, <activation>"``)."""
+    from lipsort import sweep
+
+    if arg not in TOY_SWEEPS:
+        raise ValueError(f"Unknown sweep {arg!r}; valid sweeps are: {', '.join(TOY_SWEEPS)}.")
+    constraints = [sweep.Cell(c, {"model.constraint": c}) for c in TOY_CONSTRAINTS]
+    activations = [sweep.Cell(toy_activation_label(a, g), {"model.activation": a, **({"model.group_size": g} if g else {})})
+                   for a, g in TOY_ACTIVATIONS]
+    return sweep.Sweep(tuple(sweep.product(constraints, activations)), seeds=(0,), metrics=metrics)
 
 
 # --- the argument -----------------------------------------------------------------------------

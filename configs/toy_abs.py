@@ -53,3 +53,8 @@ def get_config(arg=None):
     config.certify = ml_collections.ConfigDict()
     config.certify.search_steps = 5 if quick else 20
     return config
+
+
+def get_sweep(arg=None):
+    """``activations``: 5 activations × {Björck, spectral} (configs/common.py:toy_sweep)."""
+    return common.toy_sweep(arg, ("max_abs_error", "mse", "lipschitz_upper_bound", "lipschitz_lower_bound"))

@@ -59,3 +59,13 @@ def get_config(arg=None):
     config.certify = ml_collections.ConfigDict()
     config.certify.search_steps = 5 if quick else 20
     return config
+
+
+def get_sweep(arg=None):
+    """``losses``: hinge vs BCE, one seed (experiments/toy_figures.py)."""
+    from lipsort import sweep
+
+    if arg != "losses":
+        raise ValueError(f"Unknown sweep {arg!r}; valid sweeps are: losses.")
+    return sweep.Sweep(tuple(sweep.options("train.loss", ("hinge", "bce"), names=("hinge", "bce"))), seeds=(0,),
+                       metrics=("clean_accuracy", "train_accuracy"))

@@ -3,21 +3,23 @@ r"""The toy experiments of the paper and the blog, as one sweep: tables and figu
     python experiments/toy_figures.py            # ~15 min on 2 CPU cores
     python experiments/toy_figures.py --quick    # smoke test, ~2 min, numbers meaningless
 
-Runs (each a normal run of lipsort.train in runs/toy_figures/<name>/; a finished run is
-reused, so an interrupted sweep continues where it stopped):
+A thin user of the sweep engine (lipsort.sweep): each part is a sweep of a config file,
+run into runs/toy_figures/<part>/ (every (cell, seed) an ordinary run; a finished run is
+reused when its stored config matches, so an interrupted script continues where it stopped):
 
-1. fit |x| (configs/toy_abs.py) and W1(δ₀, uniform{±1}) (configs/toy_wde.py:point_pm1),
-   each for activation ∈ {relu, maxout, max_min, group_sort(4), full_sort}
-   × constraint ∈ {bjorck, spectral};
-2. every toy W1 pair of configs/toy_wde.py with the config's defaults (GroupSort + Björck);
-3. two moons (configs/two_moons.py) with hinge and with BCE.
+1. fit |x| (``configs/toy_abs.py``, sweep ``activations``) and W1(δ₀, uniform{±1})
+   (``configs/toy_wde.py:point_pm1``, sweep ``activations``): activation ∈ {relu,
+   maxout, max_min, group_sort(4), full_sort} × constraint ∈ {bjorck, spectral};
+2. every toy W1 pair of configs/toy_wde.py with the config's defaults (GroupSort + Björck),
+   one single-cell sweep per KIND;
+3. two moons (``configs/two_moons.py``, sweep ``losses``): hinge and BCE.
+Each part's folder also holds the engine's sweep.json and table.md.
 
 Writes experiments/results/toys.md and the PNG figures it shows.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -31,42 +33,27 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import logging  # noqa: E402
 
-from lipsort import config_loader, plots, train  # noqa: E402
+from configs import common  # noqa: E402
+from lipsort import config_loader, plots, sweep, workdir as run_files  # noqa: E402
 from lipsort.export import load_export, numpy_forward  # noqa: E402
 
 RESULTS = os.path.join(REPO, "experiments", "results")
-ACTIVATIONS = [("relu", None), ("maxout", 2), ("max_min", None), ("group_sort", 4), ("full_sort", None)]
-CONSTRAINTS = ["bjorck", "spectral"]
+CONSTRAINTS = list(common.TOY_CONSTRAINTS)
 WDE_KINDS = ("point_pm1", "cones", "sphere128", "translate", "gaussians_1d")
 
 
-def load_config(name: str, arg: str | None):
-    """configs/NAME.py with ARG (None: none)."""
-    return config_loader.load_config(name if arg is None else f"{name}:{arg}")
-
-
-def act_label(activation: str, group_size) -> str:
-    return f"{activation}({group_size})" if activation in ("group_sort", "maxout") else activation
-
-
-def run(name: str, config, runs_dir: str) -> dict:
-    workdir = os.path.join(runs_dir, name)
-    path = os.path.join(workdir, "results.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)
+def run_sweep(spec: str, the_sweep: sweep.Sweep, root: str) -> dict[str, tuple[str, dict]]:
+    """Runs (or reuses) ``the_sweep`` of ``configs/<spec>`` under ``root``; cell name →
+    (workdir, results.json) of its one seed."""
     t = time.time()
-    results = train.train_and_evaluate(config, workdir)
-    print(f"{name}: {time.time() - t:.1f}s", flush=True)
-    return results
+    rows = sweep.run(config_loader.load_config(spec), the_sweep, root, command=f"python experiments/toy_figures.py ({spec})")
+    print(f"{os.path.basename(root)}: {time.time() - t:.1f}s", flush=True)
+    return {r["cell"]: (r["workdir"], run_files.read_results(r["workdir"])) for r in rows}
 
 
-def with_model(config, activation, group_size, constraint):
-    config.model.activation = activation
-    if group_size is not None:
-        config.model.group_size = group_size
-    config.model.constraint = constraint
-    return config
+def config_sweep(spec: str, arg: str) -> sweep.Sweep:
+    """``get_sweep(arg)`` of configs/<spec> (ARG of the config ignored)."""
+    return sweep.get_sweep(spec, arg)
 
 
 def fmt(x, digits=4):
@@ -94,13 +81,12 @@ def main():
     ]
 
     # 1a. |x| sweep.
+    abs_runs = run_sweep(_spec("toy_abs", arg), config_sweep("toy_abs", "activations"), os.path.join(runs_dir, "abs"))
     abs_rows, fits = [], {}
-    for constraint in CONSTRAINTS:
-        for activation, gs in ACTIVATIONS:
-            name = f"abs_{constraint}_{act_label(activation, gs)}"
-            r = run(name, with_model(load_config("toy_abs", arg), activation, gs, constraint), runs_dir)
-            abs_rows.append((constraint, act_label(activation, gs), r))
-            fits[(constraint, act_label(activation, gs))] = os.path.join(runs_dir, name)
+    for cell, (workdir, r) in abs_runs.items():
+        constraint, act = cell.split(", ", 1)
+        abs_rows.append((constraint, act, r))
+        fits[(constraint, act)] = workdir
     lines += [
         "## Fitting |x| on [−1, 1] with a 1-Lipschitz network",
         "",
@@ -142,14 +128,14 @@ def main():
         "| constraint | activation | estimate | exact OT on samples | certified Lip ≤ |",
         "|---|---|---|---|---|",
     ]
-    for constraint in CONSTRAINTS:
-        for activation, gs in ACTIVATIONS:
-            name = f"wde_pm1_{constraint}_{act_label(activation, gs)}"
-            r = run(name, with_model(load_config("toy_wde", _arg("point_pm1", arg)), activation, gs, constraint), runs_dir)
-            lines.append(
-                f"| {constraint} | {act_label(activation, gs)} | {fmt(r['wasserstein_estimate'])} | "
-                f"{fmt(r['exact_w1_samples'])} | {fmt(r['lipschitz_upper_bound'], 6)} |"
-            )
+    pm1_runs = run_sweep(_spec("toy_wde", _arg("point_pm1", arg)), config_sweep("toy_wde", "activations"),
+                         os.path.join(runs_dir, "wde_pm1"))
+    for cell, (_, r) in pm1_runs.items():
+        constraint, act = cell.split(", ", 1)
+        lines.append(
+            f"| {constraint} | {act} | {fmt(r['wasserstein_estimate'])} | "
+            f"{fmt(r['exact_w1_samples'])} | {fmt(r['lipschitz_upper_bound'], 6)} |"
+        )
 
     # 2. every W1 pair with the defaults.
     lines += [
@@ -161,16 +147,18 @@ def main():
         "| KIND | P vs Q | true W1 | estimate | relative error | exact OT on samples | estimate ≤ exact | certified Lip ≤ | time (s) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    defaults = sweep.Sweep((sweep.Cell("default", {}),), seeds=(0,),
+                           metrics=("wasserstein_estimate", "true_w1", "exact_w1_samples", "lipschitz_upper_bound"))
     for kind in WDE_KINDS:
         name = f"wde_{kind}"
-        r = run(name, load_config("toy_wde", _arg(kind, arg)), runs_dir)
+        workdir, r = run_sweep(_spec("toy_wde", _arg(kind, arg)), defaults, os.path.join(runs_dir, name))["default"]
         ok = r["exact_w1_samples"] is None or r["wasserstein_estimate"] <= r["exact_w1_samples"]
         lines.append(
             f"| {kind} | {r['distributions']} | {fmt(r['true_w1'])} | {fmt(r['wasserstein_estimate'])} | "
             f"{100 * r['relative_error']:.2f} % | {fmt(r['exact_w1_samples'])} | {'yes' if ok else '**no**'} | "
             f"{fmt(r['lipschitz_upper_bound'], 6)} | {r['wall_time_s']:.0f} |"
         )
-        critic = os.path.join(runs_dir, name, "critic.png")
+        critic = os.path.join(workdir, "critic.png")
         if os.path.exists(critic):
             shutil.copy(critic, os.path.join(out_dir, f"toy_wde_{kind}.png"))
     lines += ["", "![cones](toy_wde_cones.png) ![point_pm1](toy_wde_point_pm1.png)", ""]
@@ -184,14 +172,13 @@ def main():
         "| loss | test accuracy | train accuracy | certified acc. ε=0.05 / 0.1 / 0.2 | PGD acc. ε=0.05 / 0.1 / 0.2 |",
         "|---|---|---|---|---|",
     ]
+    moons = run_sweep(_spec("two_moons", arg), config_sweep("two_moons", "losses"), os.path.join(runs_dir, "moons"))
     for loss in ("hinge", "bce"):
-        config = load_config("two_moons", arg)
-        config.train.loss = loss
-        r = run(f"moons_{loss}", config, runs_dir)
+        workdir, r = moons[loss]
         cert = " / ".join(fmt(v, 3) for v in r["certified_accuracy"].values())
         att = " / ".join(fmt(v, 3) for v in r["attack_accuracy"].values())
         lines.append(f"| {loss} | {fmt(r['clean_accuracy'], 3)} | {fmt(r['train_accuracy'], 3)} | {cert} | {att} |")
-        shutil.copy(os.path.join(runs_dir, f"moons_{loss}", "decision_boundary.png"),
+        shutil.copy(os.path.join(workdir, "decision_boundary.png"),
                     os.path.join(out_dir, f"two_moons_{loss}.png"))
     lines += ["", "![hinge](two_moons_hinge.png) ![bce](two_moons_bce.png)", ""]
     lines += [f"Total sweep time: {time.time() - start:.0f} s (finished runs are reused).", ""]
@@ -202,6 +189,11 @@ def main():
 
 def _arg(kind: str, arg: str | None) -> str:
     return kind if arg is None else f"{kind},{arg}"
+
+
+def _spec(name: str, arg: str | None) -> str:
+    """``name[:arg]``, the config spec of :func:`run_sweep`."""
+    return name if arg is None else f"{name}:{arg}"
 
 
 def _fit_grid(fits: dict, path: str) -> None:

@@ -7,6 +7,9 @@
 ``sgd``                momentum (0.0)         optax.sgd (heavy ball when momentum > 0)
 ``riemannian_adam``    b1 (0.9), b2 (0.999)   one second moment per orthonormal kernel
                                               (:mod:`lipsort.riemannian_adam`)
+``aggmo``              aggmo_betas            aggregated momentum (Lucas et al. 2019,
+                       ((0, 0.9, 0.99))       the optimizer of the paper's code):
+                                              :func:`aggmo`
 =====================  =====================  =====================================
 
 ``train.learning_rate`` (> 0) and ``train.schedule`` apply to all of them: ``constant``;
@@ -27,6 +30,8 @@ import dataclasses
 import math
 from typing import Any, Callable
 
+import jax
+import jax.numpy as jnp
 import optax
 
 from lipsort import riemannian_adam
@@ -54,6 +59,52 @@ BETA = Field(0.0, 0.0, 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
+class BetasField:
+    """A non-empty tuple of momentum coefficients, each in [0, 1) (AggMo's betas)."""
+
+    default: tuple[float, ...]
+
+    def problem(self, name: str, value) -> str | None:
+        ok = (isinstance(value, (tuple, list)) and len(value) > 0
+              and all(not BETA.problem(name, b) for b in value))
+        return None if ok else f"config.train.{name} must be a non-empty tuple of numbers in [0, 1), got {value!r}."
+
+    @staticmethod
+    def coerce(value) -> tuple[float, ...]:
+        return tuple(float(b) for b in value)
+
+
+def scale_by_aggmo(betas: tuple[float, ...]) -> optax.GradientTransformation:
+    """Aggregated momentum's direction: the mean of K heavy-ball buffers,
+
+        vᵢ ← βᵢ vᵢ + g   (i = 1..K),        direction = (1/K) Σᵢ vᵢ,
+
+    so that ``optax.chain(scale_by_aggmo(betas), optax.scale_by_learning_rate(lr))`` is
+    θ ← θ − (lr/K) Σᵢ vᵢ, the update of Lucas, Sun, Zemel & Grosse, "Aggregated
+    Momentum" (ICLR 2019). β = 0 is the plain gradient; large β's damp oscillations of
+    the small ones. A linear combination of past gradients, like heavy ball: tangent
+    gradients (riemannian mode) stay tangent up to the kernels' motion.
+    """
+    betas = tuple(float(b) for b in betas)
+
+    def init(params):
+        return tuple(jax.tree.map(jnp.zeros_like, params) for _ in betas)
+
+    def update(updates, state, params=None):
+        del params
+        state = tuple(jax.tree.map(lambda v, g, b=b: b * v + g, v, updates) for b, v in zip(betas, state))
+        mean = jax.tree.map(lambda *vs: sum(vs) / len(vs), *state)
+        return mean, state
+
+    return optax.GradientTransformation(init, update)
+
+
+def aggmo(learning_rate: optax.ScalarOrSchedule, betas=(0.0, 0.9, 0.99)) -> optax.GradientTransformation:
+    """AggMo (:func:`scale_by_aggmo`) at ``learning_rate`` (a number or an optax schedule)."""
+    return optax.chain(scale_by_aggmo(betas), optax.scale_by_learning_rate(learning_rate))
+
+
+@dataclasses.dataclass(frozen=True)
 class Optimizer:
     """One entry: its fields and ``build(learning_rate, values, manifold_mask)``."""
 
@@ -76,6 +127,9 @@ OPTIMIZERS: dict[str, Optimizer] = {
     "sgd": Optimizer({"momentum": BETA}, lambda lr, v, mask: optax.sgd(lr, momentum=v["momentum"] or None)),
     # One second moment per orthonormal kernel: keeps riemannian-mode updates tangent.
     "riemannian_adam": Optimizer(_ADAM_FIELDS, _riemannian_adam, needs_manifold_mask=True),
+    # The paper's toys and ℓ∞ classifiers (../shared/PAPER_SETTINGS.md): betas (0, 0.9, 0.99).
+    "aggmo": Optimizer({"aggmo_betas": BetasField((0.0, 0.9, 0.99))},
+                       lambda lr, v, mask: aggmo(lr, v["aggmo_betas"])),
 }
 # train.schedule → fn(base learning rate, config.train) → rate or optax schedule.
 SCHEDULES: dict[str, Callable[[float, Any], optax.ScalarOrSchedule]] = {
@@ -159,7 +213,7 @@ def make_optimizer(train, manifold_mask=None) -> optax.GradientTransformation:
     if errors:
         raise ValueError("; ".join(errors))
     entry = OPTIMIZERS[optimizer_name(train)]
-    values = {k: float(_get(train, k, f.default)) for k, f in entry.fields.items()}
+    values = {k: getattr(f, "coerce", float)(_get(train, k, f.default)) for k, f in entry.fields.items()}
     tx = entry.build(learning_rate(train), values, manifold_mask)
     clip = float(_get(train, "grad_clip_norm", 0.0))
     return optax.chain(optax.clip_by_global_norm(clip), tx) if clip > 0 else tx

@@ -30,6 +30,8 @@ def variants():
         args = [None, "quick"]
         # Configs with kinds (toy_wde.py:KIND) list them in KINDS: each kind must work.
         args += [f"{kind},quick" for kind in getattr(module, "KINDS", ())]
+        # toy_wde.py:KIND,paper: the paper's settings of its toys.
+        args += [f"{kind},paper,quick" for kind in getattr(module, "PAPER_TOYS", ())]
         for arg in args:
             yield pytest.param(path, arg, id=f"{os.path.basename(path)}:{arg}")
 
@@ -110,3 +112,18 @@ def test_wde_lwgan_flag_selects_the_lipschitz_wgan_generator():
     skip_without_data(config)
     train.validate_config(config)
     assert config_loader.load_config("wde_mnist:paper,lwgan").generator.data.pixel_range == (-1.0, 1.0)
+
+
+def test_toy_paper_settings_run(tmp_path):
+    """toy_wde.py:cones,paper: the paper's collinear cones with MaxMin, AggMo and its step
+    decay, Björck in riemannian mode; one run of its quick variant certifies ≤ 1."""
+    config = load(os.path.join(REPO, "configs", "toy_wde.py")).get_config("cones,paper,quick")
+    assert (config.data.source, config.model.activation, config.train.optimizer) == ("cones_line", "max_min", "aggmo")
+    full = load(os.path.join(REPO, "configs", "toy_wde.py")).get_config("cones,paper")
+    assert full.model.widths == (312, 312, 312) and full.train.num_steps == 9600
+    assert full.train.decay_steps == (512, 1024) and full.train.batch_size == 32
+    results = train.train_and_evaluate(shrink(config), str(tmp_path))
+    assert results["lipschitz_upper_bound"] <= 1 + 1e-6
+    assert results["wasserstein_estimate"] <= results["exact_w1_samples"] + 1e-6
+    with pytest.raises(ValueError, match="'paper' applies to"):
+        load(os.path.join(REPO, "configs", "toy_wde.py")).get_config("translate,paper")

@@ -44,3 +44,22 @@ def test_gradient_clipping_bounds_the_update_by_its_global_norm():
 def test_invalid_fields_are_named(fields, message):
     errors = optim.validate(_train(**fields))
     assert any(message in e for e in errors), errors
+
+
+def test_aggmo_matches_a_hand_computed_step():
+    """Two steps of AggMo (betas 0, 0.5, 0.9; lr 0.1) on gradients 1 then 2, by hand:
+    step 1: v = (1, 1, 1), update −0.1·1; step 2: v = (2, 2.5, 2.9), update −0.1·7.4/3."""
+    tx = optim.make_optimizer(_train(optimizer="aggmo", learning_rate=0.1, aggmo_betas=(0.0, 0.5, 0.9)))
+    params = jnp.zeros(2)
+    state = tx.init(params)
+    first, state = tx.update(jnp.ones(2), state, params)
+    second, state = tx.update(jnp.full(2, 2.0), state, params)
+    np.testing.assert_allclose(np.asarray(first), -0.1, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(second), -0.1 * 7.4 / 3, rtol=1e-6)
+
+
+def test_aggmo_betas_are_checked():
+    errors = optim.validate(_train(optimizer="aggmo", aggmo_betas=(0.0, 1.0)))
+    assert any("aggmo_betas must be a non-empty tuple" in e for e in errors), errors
+    errors = optim.validate(_train(optimizer="adam", aggmo_betas=(0.0, 0.5)))
+    assert any("applies to optimizer 'aggmo' only" in e for e in errors), errors

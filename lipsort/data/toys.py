@@ -11,6 +11,8 @@ name                dim   P, Q                                            W1
 ``point_pm1``       1     δ₀  vs  uniform on {−1, +1}                      1  (f* = −|x|)
 ``cones``           2     3 point masses a_i (equilateral, |a_i| = 2)      r  (f* = −min_i ‖x − a_i‖,
                           vs uniform on the circles ‖x − a_i‖ = r = 0.5       three cones)
+``cones_line``      2     the paper's three cones: a_i = (−2, 0), (0, 0),  1  (f* = −min_i ‖x − a_i‖)
+                          (2, 0) vs the circles ‖x − a_i‖ = 1 (they touch)
 ``sphere128``       128   δ₀  vs  uniform on the unit sphere S¹²⁷          1  (f* = −‖x‖)
 ``translate``       2     N(0, 0.5² I)  vs  its translate by v = (1.2, 1.6)  ‖v‖ = 2 (f* = −v·x/‖v‖)
 ``gaussians_1d``    1     N(0, 1)  vs  N(1, 0.5²)                           E|a + bZ| (f* = |x − 2|)
@@ -18,6 +20,10 @@ name                dim   P, Q                                            W1
 
 For 1-D Gaussians W1 = ∫₀¹ |F_P⁻¹(u) − F_Q⁻¹(u)| du = E|a + bZ| with a = μ_P − μ_Q,
 b = σ_P − σ_Q, Z ~ N(0, 1): W1 = |b|·√(2/π)·exp(−a²/2b²) + a·(1 − 2Φ(−a/|b|)).
+
+For both cone pairs every circle point is at distance exactly r from its own centre and at
+least r from the others (the circles of ``cones_line`` touch but do not cross), so
+moving each point to its centre costs r and f* shows that nothing cheaper exists.
 
 The cones are sampled *stratified* (sample i goes to cluster i mod 3), so the empirical
 measures of n = 3k samples still have W1 exactly r and the estimate has no cluster-count
@@ -83,16 +89,27 @@ CONE_CENTERS = np.array(
     np.float32,
 )
 CONE_RADIUS = 0.5
+# The paper's three cones (LNets' three_cones_experiment): collinear centres, radius 1.
+LINE_CONE_CENTERS = np.array([[-2.0, 0.0], [0.0, 0.0], [2.0, 0.0]], np.float32)
+LINE_CONE_RADIUS = 1.0
 
 
-def _cone_centers(n: int) -> Array:
-    return jnp.asarray(CONE_CENTERS)[jnp.arange(n) % 3]
+def _cone_pair(name: str, centers: np.ndarray, radius: float, description: str) -> "Pair":
+    """Point masses at ``centers`` vs uniform on the circles of ``radius`` around them
+    (W1 = radius, optimal critic −min_i ‖x − a_i‖); sample j goes to centre j mod len(centers)."""
+    k = len(centers)
 
+    def at_centers(n: int) -> Array:
+        return jnp.asarray(centers)[jnp.arange(n) % k]
 
-def _cone_circles(key: Array, n: int) -> Array:
-    theta = jax.random.uniform(key, (n,), jnp.float32, 0.0, 2 * math.pi)
-    ring = CONE_RADIUS * jnp.stack([jnp.cos(theta), jnp.sin(theta)], axis=-1)
-    return _cone_centers(n) + ring
+    def circles(key: Array, n: int) -> Array:
+        theta = jax.random.uniform(key, (n,), jnp.float32, 0.0, 2 * math.pi)
+        return at_centers(n) + radius * jnp.stack([jnp.cos(theta), jnp.sin(theta)], axis=-1)
+
+    def critic(x: np.ndarray) -> np.ndarray:
+        return -np.min(np.linalg.norm(x[:, None, :] - centers[None], axis=-1), axis=1)
+
+    return Pair(name, 2, lambda key, n: at_centers(n), circles, radius, critic, description)
 
 
 TRANSLATE_V = np.array([1.2, 1.6], np.float32)
@@ -111,11 +128,9 @@ PAIRS: dict[str, Pair] = {
         "point_pm1", 1, _point_mass(1), _pm1, 1.0,
         lambda x: -np.abs(x[:, 0]), "δ₀ vs uniform{−1, +1}",
     ),
-    "cones": Pair(
-        "cones", 2, lambda key, n: _cone_centers(n), _cone_circles, CONE_RADIUS,
-        lambda x: -np.min(np.linalg.norm(x[:, None, :] - CONE_CENTERS[None], axis=-1), axis=1),
-        "3 point masses vs circles of radius 0.5 around them",
-    ),
+    "cones": _cone_pair("cones", CONE_CENTERS, CONE_RADIUS, "3 point masses vs circles of radius 0.5 around them"),
+    "cones_line": _cone_pair("cones_line", LINE_CONE_CENTERS, LINE_CONE_RADIUS,
+                             "3 collinear point masses (x = −2, 0, 2) vs circles of radius 1 around them"),
     "sphere128": Pair(
         "sphere128", 128, _point_mass(128), _sphere(128), 1.0,
         lambda x: -np.linalg.norm(x, axis=-1), "δ₀ vs uniform on the unit sphere in R^128",
