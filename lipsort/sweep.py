@@ -272,7 +272,10 @@ def get_sweep(config_spec: str, arg: str | None) -> Sweep:
     module = config_loader.load_module(config_spec.partition(":")[0])
     if not hasattr(module, "get_sweep"):
         raise ConfigError(f"{config_spec.partition(':')[0]} defines no get_sweep(arg): it offers no sweeps.")
-    return module.get_sweep(arg)
+    try:
+        return module.get_sweep(arg)
+    except ValueError as e:  # an unknown sweep name: a usage error like any other
+        raise ConfigError(str(e)) from None
 
 
 def with_seeds(sweep: Sweep, seeds: str | None) -> Sweep:

@@ -129,15 +129,35 @@ def test_wde_configs_offer_the_table_and_the_modes_sweeps():
     [(_, cell_config)] = sweep.prepare_cells(config, dataclasses.replace(modes, cells=tuple(riemannian)))
     assert cell_config.train.optimizer == "riemannian_adam"
     assert [c.name for c in module.get_sweep("riemannian").cells][0] == "MaxMin, riemannian"
-    with pytest.raises(ValueError, match="valid sweeps are: table, modes, riemannian"):
+    # table_riemannian: the Björck cells (only) train in riemannian mode; every cell validates.
+    cpu_table = module.get_sweep("table_riemannian")
+    assert [c.name for c in cpu_table.cells] == [c.name for c in table.cells]
+    prepared = dict((c.name, cfg) for c, cfg in sweep.prepare_cells(config, cpu_table))
+    assert prepared["MaxMin, Björck"].train.optimizer == "riemannian_adam"
+    assert prepared["MaxMin, Spectral"].train.optimizer == "adam"
+    with pytest.raises(ValueError, match="valid sweeps are: table, table_riemannian, modes, riemannian"):
         module.get_sweep("nope")
 
 
 def test_sweep_command_line_errors_are_one_line(tmp_path):
     env = dict(os.environ, PYTHONPATH=REPO)
-    proc = subprocess.run([sys.executable, "-m", "lipsort.sweep", "--config=configs/toy_abs.py", "--sweep=x",
+    proc = subprocess.run([sys.executable, "-m", "lipsort.sweep", "--config=configs/gan_mnist.py", "--sweep=x",
                            f"--workdir={tmp_path}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "defines no get_sweep" in proc.stderr, proc.stderr[-2000:]
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    with pytest.raises(ValueError, match="Unknown sweep 'nope'"):
+    with pytest.raises(ConfigError, match="Unknown sweep 'nope'"):
         sweep.get_sweep("configs/wde_mnist.py", "nope")
+
+
+def test_toy_configs_offer_the_sweeps_of_the_toy_figures():
+    """experiments/toy_figures.py's parts are sweeps of the configs: every cell validates."""
+    from lipsort.config_loader import load_module
+
+    for name, arg, count in (("toy_abs", "activations", 10), ("toy_wde", "activations", 10), ("two_moons", "losses", 2)):
+        the_sweep = load_module(name).get_sweep(arg)
+        assert len(the_sweep.cells) == count and the_sweep.seeds == (0,)
+        assert len(sweep.prepare_cells(load_config(f"{name}:quick"), the_sweep)) == count
+    names = [c.name for c in load_module("toy_abs").get_sweep("activations").cells]
+    assert names[0] == "bjorck, relu" and "spectral, group_sort(4)" in names
+    with pytest.raises(ValueError, match="valid sweeps are: activations"):
+        load_module("toy_wde").get_sweep("table")
