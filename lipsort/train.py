@@ -297,6 +297,7 @@ def make_check(workdir: str, spec: MLPSpec | None, patience: int, warnings: list
     :class:`DivergenceError` when that lasts more than ``patience`` consecutive steps.
     ``weights(state)`` picks the trained parameters out of the loop's state."""
     tol = float(spec.retraction_tol) if spec is not None else math.inf
+    riemannian = spec is not None and spec.bjorck_training == "riemannian"
     streak = {"bad": 0, "warned": False, "drift_warned": False}
     drifts: list[float] = []  # the current run of consecutive drifts past DRIFT_WARN
 
@@ -306,12 +307,14 @@ def make_check(workdir: str, spec: MLPSpec | None, patience: int, warnings: list
             if len(drifts) == DRIFT_PATIENCE and not streak["drift_warned"]:
                 streak["drift_warned"] = True
                 steps_per_update = float(np.mean(steps_taken)) if steps_taken is not None else float("nan")
+                remedy = ("lower config.train.learning_rate (the drift of tangent updates grows with its square)"
+                          if riemannian else
+                          "lower config.train.learning_rate (drift scales with it), or use "
+                          "bjorck_training='riemannian' with optimizer 'riemannian_adam'")
                 message = (f"steps {step + i + 2 - DRIFT_PATIENCE}–{step + i + 1}: retraction_drift stayed above "
                            f"{DRIFT_WARN:g} (median {np.median(drifts):.3g}, retraction_tol {tol:g}; "
                            f"{steps_per_update:.1f} Björck steps per update): each update knocks the kernels "
-                           "far off the orthonormal manifold and the retraction projects them back; lower "
-                           "config.train.learning_rate (drift scales with it), or use "
-                           "bjorck_training='riemannian' with optimizer 'riemannian_adam'.")
+                           f"far off the orthonormal manifold and the retraction projects them back; {remedy}.")
                 warnings.append(message)
                 logging.warning("%s", message)
 

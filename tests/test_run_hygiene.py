@@ -216,6 +216,12 @@ def test_a_retraction_drift_far_above_its_regime_is_warned_once():
     assert len(warnings) == 1
     assert f"steps {2 * n + 1}–{3 * n}" in warnings[0] and "median 3" in warnings[0]
     assert "12.0 Björck steps per update" in warnings[0] and "riemannian_adam" in warnings[0]
+    # A run already in riemannian mode is told what it can still change.
+    riemannian = MLPSpec(in_features=1, widths=(8,), out_features=1, bjorck_training="riemannian")
+    warnings.clear()
+    check = train.make_check("w", riemannian, 10_000, warnings)
+    chunk(0, [0.5] * n)
+    assert len(warnings) == 1 and "riemannian_adam" not in warnings[0] and "learning_rate" in warnings[0]
 
 
 def test_chance_accuracy_is_flagged():
