@@ -32,6 +32,13 @@
     WGAN (configs/gan_mnist.py:lipschitz: Björck GroupSort(4) critic, riemannian mode, no
     penalty) and of WGAN-GP with the DCGAN generator (configs/gan_mnist.py:dcgan) against
     WGAN-GP's (configs/gan_mnist.py), interleaved.
+(h) where the :paper Wasserstein critic's step goes (784 → 720 → 720 → 1, batch 64 per side,
+    configs/wde_mnist.py:paper, one seed): the full step (batch sampling + gradient +
+    update [+ retraction]) of the unconstrained critic, spectral, and Björck in riemannian
+    mode (Riemannian Adam); the same steps on a fixed batch (no sampling); the batch
+    sampling alone (data gather + generator forward); and the riemannian step without its
+    retraction (attribution only: that model leaves the manifold). Interleaved chunks;
+    ratios to the unconstrained full step.
 
 Every matmul runs at Precision.HIGHEST (as in lipsort.orthogonal). ``--json`` writes all
 numbers as JSON (to PATH, or stdout with no PATH) in addition to the printed tables.
@@ -61,7 +68,7 @@ from lipsort.orthogonal import (
     taylor_coefficients,
 )
 
-PARTS = ("a", "b", "c", "d", "e", "f", "g")
+PARTS = ("a", "b", "c", "d", "e", "f", "g", "h")
 # Part (e): the experiment configs whose training speed researchers will feel.
 E_CONFIGS = ("wde_mnist", "wde_fashion_mnist", "robust_mnist_l2", "robust_mnist_linf",
              "robust_fashion_mnist_l2", "robust_fashion_mnist_linf")
@@ -544,6 +551,51 @@ def part_f(num_seeds, repeats, chunk):
     return rows
 
 
+def part_h(repeats, chunk):
+    """Part (h): the :paper critic step, split into sampling, gradient + update, retraction."""
+    from lipsort import train
+    from lipsort.config_loader import load_config
+
+    print("\n(h) where the wde_mnist:paper critic step goes (784 → 720 → 720 → 1, batch 64 per side)")
+    runners, task = {}, None
+    for label, overrides in (("unconstrained", dict(constraint="none")), ("spectral", dict(constraint="spectral")),
+                             ("Björck riemannian", dict(constraint="bjorck", bjorck_training="riemannian"))):
+        config = load_config("wde_mnist:paper")
+        config.data.source = config.generator.data.source = "bundled"
+        for k, v in overrides.items():
+            config.model[k] = v
+        if overrides.get("bjorck_training") == "riemannian":
+            config.train.optimizer = "riemannian_adam"
+        task, spec = train.validate_config(config)
+        task.prepare("")
+        ts = train.create_train_state(config, spec)
+        key = train.run_keys(config)[0]
+        fixed = task.sample_batch(key)
+
+        def runner(sample, retracts, ts=ts, task=task, key=key):
+            return jax.jit(train.make_chunk_runner(ts.graphdef, task.loss, sample, ts.tx, key, retracts=retracts))
+
+        runners[f"{label}: full step"] = (runner(task.sample_batch, ts.model.retracts), ts.state)
+        runners[f"{label}: fixed batch"] = (runner(lambda k, fixed=fixed: fixed, ts.model.retracts), ts.state)
+        if ts.model.retracts:
+            runners[f"{label}: no retraction"] = (runner(task.sample_batch, False), ts.state)
+    sample = task.sample_batch
+
+    def sampling(state, steps):  # the batches alone, reduced so nothing is optimized away
+        total = jax.lax.map(lambda t: sum(jnp.sum(x) for x in sample(jax.random.fold_in(state, t))), steps)
+        return state, total
+
+    runners["batch sampling alone"] = (jax.jit(sampling), jax.random.PRNGKey(0))
+    timing = _time_chunks(runners, chunk, repeats)
+    base = timing["unconstrained: full step"][0]
+    print(f"{'step':<40} {'ms min':>8} {'ms median':>10} {'ratio (min)':>12}")
+    rows = []
+    for name, (t_min, t_med) in timing.items():
+        rows.append(dict(step=name, ms_min=1e3 * t_min, ms_median=1e3 * t_med, ratio=t_min / base))
+        print(f"{name:<40} {1e3 * t_min:>8.1f} {1e3 * t_med:>10.1f} {t_min / base:>12.2f}")
+    return rows
+
+
 def part_g(repeats, chunk):
     """Part (g): a generator step of the Lipschitz WGAN vs WGAN-GP's."""
     from lipsort import data
@@ -628,6 +680,8 @@ def main():
         results["f"] = part_f(args.seeds_count, max(args.repeats // 2, 2), args.chunk)
     if "g" in parts:
         results["g"] = part_g(max(args.repeats // 2, 2), args.chunk)
+    if "h" in parts:
+        results["h"] = part_h(max(args.repeats // 2, 2), args.chunk)
     if args.json is not None:
         text = json.dumps(results, indent=2)
         if args.json == "-":
