@@ -133,9 +133,12 @@ def test_wde_configs_offer_the_table_and_the_modes_sweeps():
     cpu_table = module.get_sweep("table_riemannian")
     assert [c.name for c in cpu_table.cells] == [c.name for c in table.cells]
     prepared = dict((c.name, cfg) for c, cfg in sweep.prepare_cells(config, cpu_table))
+    # flip: one difference from the paper's protocol per cell, on the default config; all valid.
+    flip = dict((c.name, cfg) for c, cfg in sweep.prepare_cells(load_config("wde_mnist:quick"), module.get_sweep("flip")))
+    assert len(flip) == 12 and flip["MaxMin, pixels [-1, 1]"].generator.data.pixel_range == (-1.0, 1.0)
     assert prepared["MaxMin, Björck"].train.optimizer == "riemannian_adam"
     assert prepared["MaxMin, Spectral"].train.optimizer == "adam"
-    with pytest.raises(ValueError, match="valid sweeps are: table, table_riemannian, modes, riemannian"):
+    with pytest.raises(ValueError, match="valid sweeps are: table, table_riemannian, modes, riemannian, flip"):
         module.get_sweep("nope")
 
 
