@@ -208,7 +208,7 @@ def curve_lines(image: str, rows: list[dict]) -> list[str]:
 
     curves: dict[str, list[dict]] = {}
     for r in rows:
-        records = run_files.read_metrics(r["workdir"], run_files.CURVE)
+        records = run_files.read_metrics(r["workdir"], run_files.CURVE) if r.get("workdir") else []
         if records:
             curves.setdefault(f"{r['activation']}, {r['constraint']}", []).append(
                 {rec["step"]: rec["wasserstein_estimate"] for rec in records})

@@ -110,6 +110,7 @@ def test_table_summaries_and_checks(tmp_path):
     text = (tmp_path / "t.md").read_text()
     assert "| ReLU | Spectral |" in text and "0.95 ± 0.01" in text
     assert "Björck layers trained in retraction mode" in text and "critic training steps: 7" in text
+    assert "## Learning curves" not in text  # no run recorded a curve.jsonl
     table.plot(str(tmp_path / "t.png"), "mnist", table.summarize(rows))
     assert (tmp_path / "t.png").exists()
 
