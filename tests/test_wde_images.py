@@ -1,5 +1,6 @@
 """Image Wasserstein estimation: the critic against a (tiny) trained generator, the
 generator found by config and reused, and the table script's summaries and checks."""
+import json
 import importlib.util
 import os
 
@@ -131,3 +132,19 @@ def test_paper_protocol_runs_and_reports_the_training_sample_estimate(tmp_path, 
     results = train.train_and_evaluate(config, str(tmp_path / "wde"))
     assert results["steps"] == 2 and isinstance(results["wasserstein_estimate_train"], float)
     assert results["lipschitz_upper_bound"] <= 1.0
+
+
+def test_table_learning_curves_are_tabulated(tmp_path):
+    """curve_lines: the mean held-out estimate of each cell at the steps every seed recorded."""
+    table = _table_module()
+    rows = []
+    for seed in range(2):
+        workdir = tmp_path / f"seed_{seed}"
+        workdir.mkdir()
+        with open(workdir / "curve.jsonl", "w") as f:
+            for step in (4, 8):
+                f.write(json.dumps({"step": step, "wasserstein_estimate": step / 4 + seed}) + "\n")
+        rows.append({"activation": "MaxMin", "constraint": "Björck", "workdir": str(workdir)})
+    lines = table.curve_lines("c.png", rows)
+    assert "| step 4 | step 8 |" in lines[2] and "| MaxMin, Björck | 1.500 | 2.500 |" in lines
+    assert "![learning curves](c.png)" in lines
