@@ -45,6 +45,16 @@ dropping the clipping made them worse (same file). At equal *time* riemannian is
 unrolled's 512 updates (~6.5 min per seed): experiments/results/wde_riemannian_4096_mnist.md.
 ``--config.model.bjorck_training=riemannian --config.train.optimizer=riemannian_adam`` is
 the CPU-sized choice; whether it reaches unrolled's value at 16,384 updates is not measured.
+
+The table at the paper's budget, Björck critics in riemannian mode (sweep ``table_riemannian``):
+
+    python experiments/wde_table.py --dataset=mnist --paper --riemannian --source=bundled --seeds=0
+
+Measured 2026-12-02 on 2 CPU cores (bundled MNIST, seed 0, 111 min of run wall time, partly
+shared): Spectral / Björck held-out estimates ReLU 1.70 / 2.27, Maxout 2.32 / 3.42, MaxMin
+2.88 / 3.94, GroupSort(4) 3.17 / 4.02, GroupSort(9) 3.28 / 4.03, every ordering of the poster
+holding (experiments/results/wde_mnist_paper_riemannian.md, with learning curves). One
+riemannian critic takes ~11 min on idle cores (36 ms per update), a spectral one ~4 min.
 """
 from configs import common
 
