@@ -512,24 +512,33 @@ def part_e(names, repeats, chunk):
     return rows
 
 
+def _paper_critic(model_overrides: dict):
+    """(config, prepared task, spec) of the wde_mnist:paper critic on bundled MNIST with
+    ``config.model`` fields overridden (riemannian mode gets Riemannian Adam)."""
+    from lipsort import train
+    from lipsort.config_loader import load_config
+
+    config = load_config("wde_mnist:paper")
+    config.data.source = config.generator.data.source = "bundled"
+    for k, v in model_overrides.items():
+        config.model[k] = v
+    if model_overrides.get("bjorck_training") == "riemannian":
+        config.train.optimizer = "riemannian_adam"
+    task, spec = train.validate_config(config)
+    task.prepare("")
+    return config, task, spec
+
+
 def part_f(num_seeds, repeats, chunk):
     """Part (f): one vmapped step of ``num_seeds`` seeds vs ``num_seeds`` single steps."""
     from lipsort import train
-    from lipsort.config_loader import load_config
 
     print(f"\n(f) {num_seeds} seeds in one vmapped program vs one by one (wde_mnist:paper critic, batch 64)")
     print(f"{'critic':<24} {'one seed ms':>12} {'vmapped ms':>11} {'ratio':>7}")
     rows = []
     for label, overrides in (("Björck riemannian", dict(constraint="bjorck", bjorck_training="riemannian")),
                              ("spectral", dict(constraint="spectral"))):
-        config = load_config("wde_mnist:paper")
-        config.data.source = config.generator.data.source = "bundled"
-        for k, v in overrides.items():
-            config.model[k] = v
-        if overrides.get("bjorck_training") == "riemannian":
-            config.train.optimizer = "riemannian_adam"
-        task, spec = train.validate_config(config)
-        task.prepare("")
+        config, task, spec = _paper_critic(overrides)
         configs = train.seed_configs(config, range(num_seeds))
         states = [train.create_train_state(c, spec) for c in configs]
         ts = states[0]
@@ -554,20 +563,12 @@ def part_f(num_seeds, repeats, chunk):
 def part_h(repeats, chunk):
     """Part (h): the :paper critic step, split into sampling, gradient + update, retraction."""
     from lipsort import train
-    from lipsort.config_loader import load_config
 
     print("\n(h) where the wde_mnist:paper critic step goes (784 → 720 → 720 → 1, batch 64 per side)")
     runners, task = {}, None
     for label, overrides in (("unconstrained", dict(constraint="none")), ("spectral", dict(constraint="spectral")),
                              ("Björck riemannian", dict(constraint="bjorck", bjorck_training="riemannian"))):
-        config = load_config("wde_mnist:paper")
-        config.data.source = config.generator.data.source = "bundled"
-        for k, v in overrides.items():
-            config.model[k] = v
-        if overrides.get("bjorck_training") == "riemannian":
-            config.train.optimizer = "riemannian_adam"
-        task, spec = train.validate_config(config)
-        task.prepare("")
+        config, task, spec = _paper_critic(overrides)
         ts = train.create_train_state(config, spec)
         key = train.run_keys(config)[0]
         fixed = task.sample_batch(key)
