@@ -32,10 +32,10 @@ them (LNets dualnets configs, ../shared/PAPER_SETTINGS.md), via :data:`PAPER_TOY
              length), clipping 1000.
 
 Where we differ: the 312- and 256-wide critics train in riemannian mode (tangent gradients,
-lazy retraction; lipsort.constraints) instead of 20 unrolled Björck iterations, which cost
-~0.1 s per update at these widths on 2 CPU cores; held-out sets are 3,000 samples per side
-(the paper's 2,048 is not a multiple of 3, which the stratified cones need). Measured results
-are in experiments/results/toys_paper.md.
+lazy retraction; lipsort.constraints) instead of 20 unrolled Björck iterations (cones: 2.8
+updates/s on 2 CPU cores shared with a sweep, measured 2026-12-02, against ~120/s riemannian);
+held-out sets are 3,000 samples per side (the paper's 2,048 is not a multiple of 3, which the
+stratified cones need). Measured results: experiments/results/toys.md ("The paper's toy settings").
 """
 import ml_collections
 

@@ -52,11 +52,6 @@ def run_sweep(spec: str, the_sweep: sweep.Sweep, root: str) -> dict[str, tuple[s
     return {r["cell"]: (r["workdir"], run_files.read_results(r["workdir"])) for r in rows}
 
 
-def config_sweep(spec: str, arg: str) -> sweep.Sweep:
-    """``get_sweep(arg)`` of configs/<spec> (ARG of the config ignored)."""
-    return sweep.get_sweep(spec, arg)
-
-
 def fmt(x, digits=4):
     return "—" if x is None else f"{x:.{digits}f}"
 
@@ -82,7 +77,7 @@ def main():
     ]
 
     # 1a. |x| sweep.
-    abs_runs = run_sweep(_spec("toy_abs", arg), config_sweep("toy_abs", "activations"), os.path.join(runs_dir, "abs"))
+    abs_runs = run_sweep(_spec("toy_abs", arg), sweep.get_sweep("toy_abs", "activations"), os.path.join(runs_dir, "abs"))
     abs_rows, fits = [], {}
     for cell, (workdir, r) in abs_runs.items():
         constraint, act = cell.split(", ", 1)
@@ -129,7 +124,7 @@ def main():
         "| constraint | activation | estimate | exact OT on samples | certified Lip ≤ |",
         "|---|---|---|---|---|",
     ]
-    pm1_runs = run_sweep(_spec("toy_wde", _arg("point_pm1", arg)), config_sweep("toy_wde", "activations"),
+    pm1_runs = run_sweep(_spec("toy_wde", _arg("point_pm1", arg)), sweep.get_sweep("toy_wde", "activations"),
                          os.path.join(runs_dir, "wde_pm1"))
     for cell, (_, r) in pm1_runs.items():
         constraint, act = cell.split(", ", 1)
@@ -204,7 +199,7 @@ def main():
         "| loss | test accuracy | train accuracy | certified acc. ε=0.05 / 0.1 / 0.2 | PGD acc. ε=0.05 / 0.1 / 0.2 |",
         "|---|---|---|---|---|",
     ]
-    moons = run_sweep(_spec("two_moons", arg), config_sweep("two_moons", "losses"), os.path.join(runs_dir, "moons"))
+    moons = run_sweep(_spec("two_moons", arg), sweep.get_sweep("two_moons", "losses"), os.path.join(runs_dir, "moons"))
     for loss in ("hinge", "bce"):
         workdir, r = moons[loss]
         cert = " / ".join(fmt(v, 3) for v in r["certified_accuracy"].values())

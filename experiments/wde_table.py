@@ -157,6 +157,9 @@ def checks(cells: dict) -> list[str]:
 
 
 def write_markdown(path, dataset, rows, cells, command, config) -> None:
+    # Riemannian Adam applies to riemannian-mode Björck cells; the Spectral cells keep Adam.
+    optimizer = (f"{config.train.optimizer} (Björck) / adam (Spectral)" if config.train.optimizer == "riemannian_adam"
+                 else config.train.optimizer)
     col = POSTER_COLUMN.get(dataset)
     steps = sorted({r["steps"] for r in rows})
     lines = [
@@ -173,7 +176,7 @@ def write_markdown(path, dataset, rows, cells, command, config) -> None:
         "",
         f"Critic: MLP 784 → {' → '.join(map(str, config.model.widths))} → 1, K = 1 (configs/wde_{dataset}.py), "
         f"Björck layers trained in {config.model.bjorck_training} mode (exact Björck at export), spectral "
-        f"layers with {config.model.power_iters} power iteration(s) per step, {config.train.optimizer} at lr "
+        f"layers with {config.model.power_iters} power iteration(s) per step, {optimizer} at lr "
         f"{config.train.learning_rate:g} ({config.train.schedule} schedule), pixels in "
         f"{list(config.data.pixel_range)}. Estimate = E f(test images) − E f(generator samples) of the exported critic, "
         "mean ± std over seeds; higher is a tighter lower bound.",
@@ -320,7 +323,7 @@ def main(argv=None) -> int:
     command = "python experiments/wde_table.py " + " ".join(argv if argv is not None else sys.argv[1:])
     config = base_config(args.dataset, args.steps or None, args.quick, args.paper, args.source)
     if args.riemannian:
-        config.model.bjorck_training, config.train.optimizer = "riemannian", "riemannian_adam (Björck) / adam"
+        config = sweeps.apply_overrides(config, dict(common.WDE_MODES)["riemannian"])  # the Björck cells' config
     write_markdown(stem + ".md", args.dataset, rows, cells, command.strip(), config)
     curves = os.path.join(runs_dir, sweeps.CURVES_PNG)
     if os.path.exists(curves):  # learning curves of the exported critics (config.eval.curve_every)
