@@ -419,3 +419,174 @@ def attack_accuracy(
 ) -> float:
     """Accuracy under :func:`pgd_attack`."""
     return accuracy(f(pgd_attack(f, x, labels, eps, p, key, **pgd_kwargs)), labels)
+
+
+# --- a stronger attack: evidence that the certificate is not vacuous, and how tight it is -----
+
+
+def _cosine_step_sizes(steps: int, eps, p: float) -> Array:
+    """Per-step sizes α_t = α₀·½(1 + cos(π t / steps)), α₀ = ε/2 (ℓ∞ sign steps and ℓ2
+    unit steps alike): large early steps cross the ball, the last ones settle on its
+    boundary (or vertex) instead of oscillating around it as a constant step does."""
+    t = jnp.arange(steps, dtype=jnp.float32)
+    return 0.5 * eps * 0.5 * (1.0 + jnp.cos(jnp.pi * t / steps))
+
+
+def _pgd_scheduled(f: Fn, x: Array, labels: Array, targets: Array, eps, p: float, delta0: Array,
+                   step_sizes: Array, clip) -> Array:
+    """PGD with a per-step size from ``delta0``: the lowest true margin at any point visited.
+
+    The objective descended is f_y − f_t for rows with a target t ≥ 0 (a targeted run: it
+    pushes class t up, wherever the current runner-up is) and the margin f_y − max_{j≠y} f_j
+    for rows with t < 0. Whatever the objective, the *margin* of every evaluated point (each
+    iterate, the last included) is what is kept. The gradient and the margin come from one
+    forward pass per step. Pure and traceable, like :func:`_pgd_core`.
+    """
+    def clip_x(z):
+        return z if clip is None else jnp.clip(z, clip[0], clip[1])
+
+    def objective(z):
+        logits = f(z)
+        m = margins(logits, labels)
+        if logits.shape[-1] == 1:
+            return jnp.sum(m), m
+        true = jnp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0]
+        target = jnp.take_along_axis(logits, jnp.maximum(targets, 0)[:, None], axis=-1)[:, 0]
+        return jnp.sum(jnp.where(targets >= 0, true - target, m)), m
+
+    grad_fn = jax.grad(objective, has_aux=True)
+    expand = (-1,) + (1,) * (x.ndim - 1)
+
+    def step(carry, alpha):
+        delta, best = carry
+        g, m = grad_fn(clip_x(x + delta))
+        if p == math.inf:
+            move = jnp.sign(g)
+        else:
+            move = g / jnp.maximum(jnp.linalg.norm(g.reshape(g.shape[0], -1), axis=-1), 1e-12).reshape(expand)
+        delta = _project(clip_x(x + delta - alpha * move) - x, eps, p)
+        return (delta, jnp.minimum(best, m)), None
+
+    delta0 = _project(clip_x(x + delta0) - x, eps, p)
+    (delta, best), _ = jax.lax.scan(step, (delta0, margins(f(x), labels)), step_sizes)
+    return jnp.minimum(best, margins(f(clip_x(x + delta)), labels))
+
+
+def _strong_runs(num_logits: int, restarts: int, targeted: bool) -> list[int]:
+    """The runs after the first, as targets: −1 = a margin run, t ≥ 1 = targeted at y + t (mod C)."""
+    wrong = list(range(1, num_logits)) if targeted and num_logits > 1 else []
+    return [-1] * (restarts - 1) + wrong
+
+
+@functools.partial(jax.jit, static_argnames=("apply", "p", "steps", "restarts", "targeted", "clip"))
+def _strong_batch_margins(apply, params, x, labels, eps, key, p, steps, restarts, targeted, clip):
+    f = functools.partial(apply, params)
+    # Run 0 is the tables' attack verbatim (pgd_worst_margins: constant step 2.5·ε/steps,
+    # the same key for a batch): the strong attack is never weaker than it at equal steps,
+    # key and batch size.
+    _, worst = _pgd_core(f, x, labels, eps, p, key, steps, 2.5 * eps / steps, clip, True)
+    num_logits = jax.eval_shape(f, x).shape[-1]
+    runs = _strong_runs(num_logits, restarts, targeted)
+    if not runs:
+        return worst
+    b, r = x.shape[0], len(runs)
+    # Every other run at once, stacked along the batch: one (r·b)-row scan, which keeps
+    # the matrix products large on a CPU and compiles one program per shape.
+    xs = jnp.broadcast_to(x[None], (r,) + x.shape).reshape((r * b,) + x.shape[1:])
+    ys = jnp.tile(labels, r)
+    offsets = jnp.repeat(jnp.asarray(runs, labels.dtype), b)
+    targets = jnp.where(offsets < 0, -1, (ys + offsets) % max(num_logits, 1))
+    delta0 = _random_start(jax.random.fold_in(key, 1), xs.shape, eps, p)
+    m = _pgd_scheduled(f, xs, ys, targets, eps, p, delta0, _cosine_step_sizes(steps, eps, p), clip)
+    return jnp.minimum(worst, jnp.min(m.reshape(r, b), axis=0))
+
+
+def strong_attack_margins(
+    apply, params, x, labels, eps: float, p, key: Array, *, steps: int = 200, restarts: int = 10,
+    targeted: bool = True, batch_size: int = 50, clip: tuple[float, float] | None = None,
+) -> "np.ndarray":
+    """The lowest margin a strong PGD ensemble finds within {‖δ‖_p ≤ ε}, per example.
+
+    A much stronger search than the tables' :func:`pgd_worst_margins` (20 steps, one
+    random start), for evidence that certified points are not broken and for the gap
+    between certified and attacked accuracy. Per example, the minimum of:
+
+    - the clean margin;
+    - ``restarts`` margin PGD runs of ``steps`` steps from random starts in the ball: the
+      first is the tables' attack itself (constant step 2.5·ε/steps, key folded with the
+      batch index as in :func:`pgd_worst_margins`), so at equal ``steps``, ``key`` and
+      ``batch_size`` this is never weaker than it; the others use a cosine-decaying step
+      from ε/2 to 0;
+    - with ``targeted``, one run per wrong class j (C − 1 runs, cosine step, random
+      start) descending f_y − f_j, i.e. pushing that one class up: plain margin PGD follows
+      the current runner-up and can miss a class that is further now but closer at ε.
+
+    Every run keeps the lowest *margin* of every point it visits. ℓ∞ steps use sign(∇),
+    ℓ2 steps the normalized gradient; ``clip`` keeps x + δ in the data range. ``p`` is the
+    certificate's input norm (2 or inf).
+
+    Cost: (restarts + C − 1) runs of ``steps`` forward+backward passes per example (run 0
+    an extra forward per step), ≈ 19 × 200 for 10 classes at the defaults. ``apply`` is a
+    fixed function object and ε is traced, so one compilation serves every batch and every
+    ε of a norm (the last batch is padded to ``batch_size``); one compiled call holds
+    ``batch_size × (restarts − 1 + C − 1)`` rows, so size ``batch_size`` to memory.
+    Measured (784-1024-1024-1024-10, 10 classes, defaults, 2 CPU cores shared, 2026-12-02):
+    ≈ 1.8 points/s at batch 50 (≈ 1.2–1.4 at batch 100); width 512: ≈ 5.5 points/s.
+    An example is broken at ε iff its entry is ≤ 0; entries are ≤ the clean margins.
+    """
+    p = _norm_p(p)
+    if not eps >= 0:
+        raise ValueError(f"eps must be ≥ 0, got {eps}.")
+    if batch_size < 1 or steps < 1 or restarts < 1:
+        raise ValueError(f"batch_size, steps and restarts must be ≥ 1, got {batch_size}, {steps} and {restarts}.")
+    x = np.asarray(x, np.float32)
+    labels = np.asarray(labels)
+    n = x.shape[0]
+    clip = None if clip is None else (float(clip[0]), float(clip[1]))
+    out = []
+    for i, start in enumerate(range(0, n, batch_size)):
+        xb, yb = x[start:start + batch_size], labels[start:start + batch_size]
+        real = xb.shape[0]
+        if real < batch_size and n > batch_size:  # pad, so the last batch reuses the compile
+            pad = batch_size - real
+            xb = np.concatenate([xb, np.repeat(xb[:1], pad, 0)])
+            yb = np.concatenate([yb, np.repeat(yb[:1], pad, 0)])
+        xb_j, yb_j = jnp.asarray(xb), jnp.asarray(yb)
+        m = _strong_batch_margins(apply, params, xb_j, yb_j, jnp.float32(eps), jax.random.fold_in(key, i),
+                                  p, int(steps), int(restarts), bool(targeted), clip)
+        clean = margins(apply(params, xb_j), yb_j)
+        out.append(np.minimum(np.asarray(m), np.asarray(clean))[:real])
+    return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+
+def strong_attack_report(clean_margins, strong_margins, certified_mask) -> dict:
+    """Counts for the strong attack over the same n points (numpy in, plain numbers out).
+
+    ``points``: n; ``certified``: how many are certified; ``broken_certified``: certified
+    points the attack breaks (strong margin ≤ 0): anything but 0 contradicts the
+    certificate, a bug; ``clean_accuracy``, ``attack_accuracy`` (strong margin > 0, the
+    margins taken ≤ the clean ones) and ``certified_accuracy`` as shares of n; ``gap``:
+    attack_accuracy − certified_accuracy, how much robustness the certificate leaves
+    unproven (an upper bound of the true gap, since the attack is only a search). The gap is
+    meaningful when the points are the whole test set (or a random subset of it), not when
+    they are only the certified ones.
+    """
+    clean = np.asarray(clean_margins, np.float64).reshape(-1)
+    strong = np.asarray(strong_margins, np.float64).reshape(-1)
+    certified = np.asarray(certified_mask, bool).reshape(-1)
+    if not clean.shape == strong.shape == certified.shape:
+        raise ValueError(f"clean_margins, strong_margins and certified_mask must have one entry per point, got "
+                         f"{clean.shape}, {strong.shape} and {certified.shape}.")
+    strong = np.minimum(strong, clean)
+    n = int(clean.size)
+    share = (lambda mask: float(np.mean(mask))) if n else (lambda mask: float("nan"))
+    survived = strong > 0
+    return {
+        "points": n,
+        "certified": int(np.sum(certified)),
+        "broken_certified": int(np.sum(certified & ~survived)),
+        "clean_accuracy": share(clean > 0),
+        "attack_accuracy": share(survived),
+        "certified_accuracy": share(certified),
+        "gap": share(survived) - share(certified),
+    }
