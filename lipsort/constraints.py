@@ -10,8 +10,10 @@ A :class:`Constraint` entry says, for one ``config.model.constraint`` string:
 - ``setup``: extra per-layer state (spectral normalization's power-iteration vector);
 - ``kernel``: the training-time kernel of the forward pass (differentiable in the
   parameter), and ``matmul`` (x @ kernel, overridden by Riemannian training);
-- ``retract``: the update-time step of training modes that keep the parameter on the
-  manifold (Björck ``retraction`` / ``riemannian``);
+- ``retract``: the update-time step of training modes that keep the parameter on its
+  constraint set (Björck ``retraction`` / ``riemannian``, projected ∞-norm layers), and
+  ``retract_metrics``: how its statistics become per-step metrics (name → stat, reducer
+  over layers);
 - ``export``: the exactly constrained kernel in float64 (what an export stores);
 - ``bound``: the certified operator norm of a stored kernel, exact, in float64.
 
@@ -38,6 +40,17 @@ Björck layers train in one of three modes (``bjorck_training``):
   manifold's tangent space inside the backward pass (:mod:`lipsort.tangent`), and the
   retraction is lazy (a Björck step only once the residual reaches ``retraction_tol``).
 
+∞-norm layers (``linf``, and ``two_inf`` first layers) train in one of two modes
+(``linf_training``):
+
+- ``"differentiated"``: the forward pass projects every output unit and gradients flow
+  through the projection (a sort per unit; entries it zeroes get no gradient);
+- ``"projected"``: the paper's way (LNets): the forward pass uses the kernel as it is and,
+  after each optimizer update, :meth:`Constraint.retract` projects every unit exactly,
+  ``linf`` units onto the ℓ1 ball (``linf_projection="ball"``) or its sphere
+  (``"sphere"``: units inside are pushed out as well, as LNets does), ``two_inf`` units
+  onto the ℓ2 sphere.
+
 Spectral normalization divides by a power-iteration estimate, which can be low, so its
 training-time norm may exceed 1 slightly; the export divides by the exact σ_max.
 
@@ -57,7 +70,7 @@ import numpy as np
 from flax import nnx
 
 from lipsort import fast_orthogonal, orthogonal, retraction, tangent
-from lipsort.norms import normalize_two_inf, operator_norm, project_linf
+from lipsort.norms import column_norms, normalize_two_inf, operator_norm, project_l1_sphere, project_linf
 from lipsort.registry import Registry
 
 Array = jax.Array
@@ -126,6 +139,30 @@ class SpectralOptions:
             raise ValueError(f"power_iters must be a positive integer, got {self.power_iters!r}.")
 
 
+LINF_TRAINING: tuple[str, ...] = ("differentiated", "projected")
+LINF_PROJECTIONS: tuple[str, ...] = ("ball", "sphere")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectionOptions:
+    """Settings of ∞-norm layers (``linf``; ``two_inf`` reads ``linf_training`` only)."""
+
+    linf_training: str = "differentiated"
+    linf_projection: str = "ball"
+
+    def __post_init__(self):
+        if self.linf_training not in LINF_TRAINING:
+            raise ValueError(f"Unknown linf_training {self.linf_training!r}; valid modes are: "
+                             f"{', '.join(LINF_TRAINING)}.")
+        if self.linf_projection not in LINF_PROJECTIONS:
+            raise ValueError(f"Unknown linf_projection {self.linf_projection!r}; valid targets are: "
+                             f"{', '.join(LINF_PROJECTIONS)}.")
+
+    @property
+    def retracts(self) -> bool:
+        return self.linf_training == "projected"
+
+
 class PowerIterationVector(nnx.Variable):
     """The persistent right singular vector estimate of spectral normalization."""
 
@@ -136,6 +173,8 @@ class Constraint:
     name: str = "none"
     norms: Norms | None = None
     options_type: type = NoOptions
+    # per-step metric → (key of retract()'s statistics, reduction over the layers)
+    retract_metrics: dict[str, tuple[str, Callable]] = {}
 
     def make_options(self, values: dict[str, Any] | None = None) -> Any:
         """The validated options from ``values`` (a mapping that may hold other
@@ -182,6 +221,13 @@ class Bjorck(Constraint):
     name = "bjorck"
     norms = (2, 2)
     options_type = BjorckOptions
+    retract_metrics = {
+        "retraction_drift": ("drift", jnp.max),  # the residual the update caused
+        "orthogonality_residual": ("residual", jnp.max),  # predicted ‖WᵀW − I‖₂ now
+        "retraction_steps": ("steps", jnp.sum),  # Björck steps taken
+        "retraction_matmuls": ("matmuls", jnp.sum),  # their n³ matmuls
+        "retraction_low_rank": ("corrections", jnp.sum),  # low-rank corrections taken
+    }
 
     def init(self, in_features):
         # Start on the manifold: Björck has nothing to fix.
@@ -253,22 +299,54 @@ class Spectral(Constraint):
 
 
 class _Projection(Constraint):
-    """A per-unit projection, redone exactly in float64 at export."""
+    """A per-unit projection onto a norm ball or sphere: in the forward pass
+    (``linf_training="differentiated"``) or after every update (``"projected"``), and
+    redone exactly in float64 at export."""
 
-    project: Callable[[Array], Array]
+    options_type = ProjectionOptions
+    unit_norm: float  # the norm of each output unit (kernel column) that is bounded by 1
+    retract_metrics = {
+        # max over units of ‖unit‖ − 1 after the update, before the projection: how far
+        # the update left the ball (≤ 0: it did not)
+        "projection_excess": ("excess", jnp.max),
+    }
+
+    def project(self, w: Array, options) -> Array:
+        raise NotImplementedError
+
+    def setup(self, layer, rngs):
+        if self.retracts(layer.options):
+            layer.retract()  # start in the constraint set
+
+    def retracts(self, options) -> bool:
+        return options.retracts
 
     def kernel(self, layer):
-        return type(self).project(layer.kernel[...])
+        w = layer.kernel[...]
+        return w if layer.options.retracts else self.project(w, layer.options)
+
+    def retract(self, layer, max_iters):
+        del max_iters  # exact in one step
+        if not layer.options.retracts:
+            return None
+        w = layer.kernel[...]
+        excess = jnp.max(column_norms(w, self.unit_norm)) - 1.0
+        layer.kernel[...] = self.project(w, layer.options)
+        return {"excess": excess}
 
     def export(self, layer):
         with jax.enable_x64(True):
-            return np.asarray(type(self).project(jnp.asarray(np.asarray(layer.kernel[...], np.float64))))
+            w = jnp.asarray(np.asarray(layer.kernel[...], np.float64))
+            return np.asarray(self.project(w, layer.options))
 
 
 class Linf(_Projection):
     name = "linf"
     norms = (math.inf, math.inf)
-    project = staticmethod(project_linf)
+    unit_norm = 1
+
+    def project(self, w, options):
+        return project_l1_sphere(w) if options.linf_projection == "sphere" else project_linf(w)
 
     def init(self, in_features):
         # std 1/in gives output units an ℓ1 norm ≈ 0.8, inside the ball the projection keeps.
@@ -278,7 +356,10 @@ class Linf(_Projection):
 class TwoInf(_Projection):
     name = "two_inf"
     norms = (2, math.inf)
-    project = staticmethod(normalize_two_inf)
+    unit_norm = 2
+
+    def project(self, w, options):
+        return normalize_two_inf(w)  # onto the ℓ2 sphere (keeps each unit's gradient norm 1)
 
 
 _REGISTRY: Registry[Constraint] = Registry("constraint")

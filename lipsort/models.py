@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -101,6 +101,8 @@ class MLPSpec:
     bjorck_training: str = "unrolled"
     bjorck_method: str = "bjorck"
     retraction_tol: float = 5e-4
+    linf_training: str = "differentiated"
+    linf_projection: str = "ball"
     use_bias: bool = True
 
     def layer_sizes(self) -> list[int]:
@@ -182,26 +184,30 @@ class LipschitzMLP(nnx.Module):
 
     @property
     def retracts(self) -> bool:
-        """Whether some layer keeps its kernel orthonormal by retraction (see :meth:`retract`)."""
+        """Whether some layer keeps its kernel on its constraint set after each update
+        (Björck retraction/riemannian, projected ∞-norm layers; see :meth:`retract`)."""
         return any(layer.retracts for layer in self.layers)
 
     def retract(self) -> dict[str, Array]:
-        """Retracts every retraction-mode layer in place (call after each update).
+        """Retracts (or projects) every such layer in place (call after each update).
 
-        Returns the worst layer's ``drift`` (residual the update caused), ``residual``
-        (predicted ‖WᵀW − I‖₂ now, what the next forward pass sees), the total
-        Björck ``steps`` and their n³ ``matmuls``; empty when no layer retracts.
+        Returns per-step metrics, each reduced over the layers as its constraint's
+        ``retract_metrics`` says: for Björck layers the worst ``retraction_drift`` (the
+        residual the update caused) and ``orthogonality_residual`` (predicted ‖WᵀW − I‖₂
+        now, what the next forward pass sees), the total ``retraction_steps`` and their
+        n³ ``retraction_matmuls``; for projected ∞-norm layers the worst
+        ``projection_excess``. Empty when no layer retracts.
         """
-        stats = [s for s in (layer.retract() for layer in self.layers) if s is not None]
-        if not stats:
-            return {}
-        return {
-            "retraction_drift": jnp.max(jnp.stack([s["drift"] for s in stats])),
-            "orthogonality_residual": jnp.max(jnp.stack([s["residual"] for s in stats])),
-            "retraction_steps": jnp.sum(jnp.stack([s["steps"] for s in stats])),
-            "retraction_matmuls": jnp.sum(jnp.stack([s["matmuls"] for s in stats])),
-            "retraction_low_rank": jnp.sum(jnp.stack([s["corrections"] for s in stats])),
-        }
+        values: dict[str, list[Array]] = {}
+        reducers: dict[str, Callable] = {}
+        for layer in self.layers:
+            stats = layer.retract()
+            if stats is None:
+                continue
+            for metric, (key, reduce) in layer.rule.retract_metrics.items():
+                values.setdefault(metric, []).append(stats[key])
+                reducers[metric] = reduce
+        return {metric: reducers[metric](jnp.stack(vs)) for metric, vs in values.items()}
 
 
 def spec_from_config(model_config: Any, in_features: int, out_features: int) -> MLPSpec:

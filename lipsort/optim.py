@@ -15,7 +15,8 @@
 ``train.learning_rate`` (> 0) and ``train.schedule`` apply to all of them: ``constant``;
 ``cosine`` over ``train.num_steps`` down to 1 %; ``step``: multiplied by
 ``train.decay_factor`` (in (0, 1]) at each step of ``train.decay_steps`` (the paper's WDE
-protocol: ×0.9 at five epochs). ``train.grad_clip_norm`` > 0 clips the gradient's global
+protocol: ×0.9 at five epochs); ``exponential``: multiplied by ``train.decay_factor``
+every ``train.decay_every`` steps (a per-epoch decay). ``train.grad_clip_norm`` > 0 clips the gradient's global
 ℓ2 norm before the optimizer (the paper's 0.1; 0 = off; a uniform rescale, so tangent
 gradients stay tangent). A field of another optimizer set
 to a non-default value is an error (it would be silently ignored). Every loop (the
@@ -137,6 +138,10 @@ SCHEDULES: dict[str, Callable[[float, Any], optax.ScalarOrSchedule]] = {
     "cosine": lambda lr, train: optax.cosine_decay_schedule(lr, int(train.num_steps), alpha=0.01),
     "step": lambda lr, train: optax.piecewise_constant_schedule(
         lr, {int(s): float(train.decay_factor) for s in train.decay_steps}),
+    # lr · decay_factor^⌊step / decay_every⌋: a per-epoch exponential decay (Li et al.'s ℓ2
+    # protocol: ×0.96235 every epoch).
+    "exponential": lambda lr, train: optax.exponential_decay(
+        lr, int(train.decay_every), float(train.decay_factor), staircase=True),
 }
 
 
@@ -181,17 +186,27 @@ def validate(train) -> list[str]:
 def _schedule_problems(train) -> list[str]:
     errors = []
     schedule = _get(train, "schedule", "constant")
-    steps, factor = _get(train, "decay_steps"), _get(train, "decay_factor")
+    steps, factor, every = _get(train, "decay_steps"), _get(train, "decay_factor"), _get(train, "decay_every")
     if schedule == "step":
         if (not isinstance(steps, (tuple, list)) or not steps
                 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in steps)
                 or list(steps) != sorted(set(steps))):
             errors.append(f"config.train.decay_steps must be increasing positive step numbers, got {steps!r}.")
+    elif steps:
+        errors.append(f"config.train.decay_steps applies to schedule 'step' only (got schedule {schedule!r}); "
+                      "remove it or use 'step'.")
+    if schedule == "exponential":
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            errors.append(f"config.train.decay_every must be a positive number of steps, got {every!r}.")
+    elif every is not None:
+        errors.append(f"config.train.decay_every applies to schedule 'exponential' only (got schedule "
+                      f"{schedule!r}); remove it or use 'exponential'.")
+    if schedule in ("step", "exponential"):
         if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor <= 1:
             errors.append(f"config.train.decay_factor must be a number in (0, 1], got {factor!r}.")
-    elif steps or factor is not None:
-        errors.append(f"config.train.decay_steps/decay_factor apply to schedule 'step' only (got schedule "
-                      f"{schedule!r}); remove them or use 'step'.")
+    elif factor is not None:
+        errors.append(f"config.train.decay_factor applies to schedules 'step' and 'exponential' only (got "
+                      f"schedule {schedule!r}); remove it or use one of them.")
     clip = _get(train, "grad_clip_norm", 0.0)
     if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not 0 <= clip < math.inf:
         errors.append(f"config.train.grad_clip_norm must be a number ≥ 0 (0 = off), got {clip!r}.")

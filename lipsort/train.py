@@ -172,6 +172,47 @@ class Member:
     checkpointer: run_files.Checkpointer
     check: Callable[[int, int, np.ndarray, dict, Any], None]
     curve: Callable[[int, Any], dict] | None = None
+    best: "BestKeeper | None" = None
+
+
+@dataclasses.dataclass
+class BestKeeper:
+    """Model selection on the learning curve (``config.eval.select_best``): the state of
+    the curve point with the highest ``metric`` is checkpointed in ``<workdir>/best`` and
+    evaluated at the end instead of the last one. On resume the best value so far is read
+    back from ``curve.jsonl`` (which the resume has cut at the checkpoint's step)."""
+
+    metric: str
+    checkpointer: run_files.Checkpointer
+    value: float = -math.inf
+    step: int | None = None
+
+    @classmethod
+    def open(cls, workdir: str, metric: str, config_hash: str | None) -> "BestKeeper":
+        keeper = cls(metric, run_files.Checkpointer(os.path.join(workdir, run_files.BEST), config_hash))
+        for record in run_files.read_metrics(workdir, run_files.CURVE):
+            if record.get(metric, -math.inf) > keeper.value:
+                keeper.value, keeper.step = float(record[metric]), int(record["step"])
+        return keeper
+
+    def offer(self, step: int, record: dict, state) -> None:
+        if self.metric not in record:
+            raise KeyError(f"config.eval.select_best={self.metric!r} is not in the learning curve's record "
+                           f"(it has: {', '.join(sorted(record))}).")
+        if record[self.metric] > self.value:  # strictly better: ties keep the earlier model
+            self.value, self.step = float(record[self.metric]), step
+            self.checkpointer.save(step, state)
+
+    def selected_state(self, final_step: int, final_state):
+        """The state to evaluate: the best one (the final state when it is the best)."""
+        if self.step is None or self.step == final_step:
+            return final_state
+        step, state = self.checkpointer.restore(final_state)
+        if step != self.step:
+            raise run_files.CheckpointError(
+                f"the best model (step {self.step}, {self.metric} {self.value:.4g}) has no checkpoint in "
+                f"{self.checkpointer.directory} (found step {step}); rerun with --restart.")
+        return state
 
 
 def _per_member(members: list[Member], stacked: bool, losses, aux, state):
@@ -236,7 +277,10 @@ def run_chunked_loop(
             if step % log_every == 0 or step == num_steps:
                 _append(os.path.join(member.workdir, run_files.METRICS), record)
             if member.curve is not None and curve_every and (step % curve_every == 0 or step == num_steps):
-                _append(os.path.join(member.workdir, run_files.CURVE), {"step": step, **member.curve(step, member_state)})
+                point = {"step": step, **member.curve(step, member_state)}
+                _append(os.path.join(member.workdir, run_files.CURVE), point)
+                if member.best is not None:
+                    member.best.offer(step, point, member_state)
             if step % ckpt_every == 0 or step == num_steps:
                 member.checkpointer.save(step, member_state)
         if step % log_every == 0 or step == num_steps:
@@ -252,6 +296,12 @@ def run_chunked_loop(
     for member in members:
         member.checkpointer.close()
     return state, step, False
+
+
+def _close_best(members: list[Member]) -> None:
+    for member in members:
+        if member.best is not None:
+            member.best.checkpointer.close()
 
 
 def loop_settings(config) -> tuple[int, int, int]:
@@ -379,9 +429,13 @@ def make_curve(task: tasks.Task, graphdef: nnx.GraphDef, eval_key: Array) -> Cal
 
 def _finish(config, task: tasks.Task, graphdef: nnx.GraphDef, state, workdir: str, run: run_files.RunStart, *,
             step: int, start_time: float, resumed_from: int | None, warnings: list[str],
-            shared: dict | None = None) -> dict:
-    """Export, certificate, the task's evaluation and results.json of one trained network."""
+            shared: dict | None = None, best: BestKeeper | None = None) -> dict:
+    """Export, certificate, the task's evaluation and results.json of one trained network
+    (of its best state on the learning curve when ``best`` selects one)."""
     _, eval_key = run_keys(config)
+    if best is not None:
+        state = best.selected_state(step, state)
+        shared = {**(shared or {}), "selected": {"by": best.metric, "step": best.step, "value": best.value}}
     params, rest, _ = state
     model = nnx.merge(graphdef, params, rest)
     model.eval()
@@ -415,8 +469,9 @@ def seed_configs(config: ml_collections.ConfigDict, seeds) -> list[ml_collection
 def can_vmap_seeds(config: ml_collections.ConfigDict) -> str | None:
     """Why the seeds of ``config`` should not train in one vmapped program, or None if they
     can: the default trainer only, a task whose data does not depend on the seed, one
-    device per batch (no data parallelism), no retraction after each update (its
-    data-dependent loops run their longest branch for every seed under vmap)."""
+    device per batch (no data parallelism), no Björck retraction after each update (its
+    data-dependent loops run their longest branch for every seed under vmap; the exact
+    projections of ∞-norm layers have none)."""
     experiment = get(config, "experiment")
     if experiment in tasks.TASKS and tasks.TASKS[experiment].trainer != "default":
         return f"the {experiment} experiment has its own trainer"
@@ -425,7 +480,8 @@ def can_vmap_seeds(config: ml_collections.ConfigDict) -> str | None:
     task, spec = validate_config(config)
     if task.seed_dependent:
         return f"the {experiment} task's data depends on config.seed"
-    if nnx.eval_shape(lambda: LipschitzMLP(spec, rngs=nnx.Rngs(0))).retracts:
+    model = nnx.eval_shape(lambda: LipschitzMLP(spec, rngs=nnx.Rngs(0)))
+    if any(layer.retracts and layer.constraint == "bjorck" for layer in model.layers):
         # The retraction's data-dependent loop and lazy branch become always-taken under
         # vmap: 3 riemannian-mode seeds vmapped took 2.1× their time one by one
         # (scripts/benchmark.py --parts=f, 2 CPU cores, 2026-12-02).
@@ -499,6 +555,7 @@ def train_together(configs: list[ml_collections.ConfigDict], workdirs: list[str]
 
         num_steps, log_every, ckpt_every = loop_settings(configs[0])
         curve_every = int(get(get(configs[0], "eval"), "curve_every", 0) or 0)
+        select_best = get(get(configs[0], "eval"), "select_best", "") or ""
         patience = int(get(configs[0].train, "divergence_patience", DIVERGENCE_PATIENCE))
         ts = None
         resumed: dict[int, tuple[int | None, Any, Member, list[str]]] = {}
@@ -508,6 +565,8 @@ def train_together(configs: list[ml_collections.ConfigDict], workdirs: list[str]
             warnings: list[str] = []
             check = make_check(workdirs[i], spec if ts.model.retracts else None, patience, warnings)
             member = Member(workdirs[i], checkpointer, check, make_curve(task, ts.graphdef, run_keys(configs[i])[1]))
+            if select_best:
+                member.best = BestKeeper.open(workdirs[i], select_best, runs[i].config_hash)
             resumed[i] = (resumed_from, state, member, warnings)
 
         # Networks that resume from the same step train together.
@@ -545,6 +604,7 @@ def train_together(configs: list[ml_collections.ConfigDict], workdirs: list[str]
                 stop_after_step=stop_after_step,
             )
             if stopped:
+                _close_best(members)
                 continue
             states = _unstack(state, len(group)) if stacked else [state]
             # A vmapped run's wall time is the whole program's: say which seeds shared it.
@@ -553,7 +613,8 @@ def train_together(configs: list[ml_collections.ConfigDict], workdirs: list[str]
                 resumed_from, _, _, warnings = resumed[i]
                 results[i] = _finish(configs[i], task, ts.graphdef, member_state, workdirs[i], runs[i], step=step,
                                      start_time=start_time, resumed_from=resumed_from, warnings=warnings,
-                                     shared=shared)
+                                     shared=shared, best=resumed[i][2].best)
+            _close_best(members)
         return results
 
 

@@ -89,6 +89,12 @@ def validate_config(config: ml_collections.ConfigDict) -> tuple[tasks.Task, MLPS
     check_int(errors, "config.eval.curve_every", curve_every, minimum=0)
     if task is not None and task.curve is None and isinstance(curve_every, int) and curve_every > 0:
         errors.append(f"config.eval.curve_every: the {experiment} task has no learning curve; set it to 0.")
+    select_best = get(get(config, "eval"), "select_best", "") or ""
+    if not isinstance(select_best, str):
+        errors.append(f"config.eval.select_best must be a curve metric name or '', got {select_best!r}.")
+    elif select_best and (task is None or task.curve is None or not isinstance(curve_every, int) or curve_every <= 0):
+        errors.append(f"config.eval.select_best={select_best!r} picks the best model of the learning curve: it needs "
+                      "config.eval.curve_every > 0 and a task with a curve (classify: config.data.num_val > 0).")
     cert = get(config, "certify")
     if cert is not None:
         check_int(errors, "config.certify.search_steps", get(cert, "search_steps", 1), minimum=0)

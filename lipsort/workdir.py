@@ -8,7 +8,8 @@ files the same way:
 - ``metrics.jsonl``: one JSON object per logged step, truncated to the checkpoint on
   resume (:func:`truncate_metrics`);
 - ``checkpoints/``: orbax checkpoints of the flat list of training-state leaves
-  (:class:`Checkpointer`, two kept);
+  (:class:`Checkpointer`, two kept); ``best/``: the best model of the learning curve
+  (``curve.jsonl``) when ``config.eval.select_best`` names a metric;
 - ``results.json``: written atomically, its common keys assembled once
   (:func:`common_results`) for every experiment;
 - the export (:mod:`lipsort.export`) and ``loss.png``.
@@ -40,6 +41,7 @@ METRICS = "metrics.jsonl"
 CURVE = "curve.jsonl"  # learning curve: evaluations during training (config.eval.curve_every)
 RESULTS = "results.json"
 CHECKPOINTS = "checkpoints"
+BEST = "best"  # the checkpoint of the best curve point (config.eval.select_best)
 LOCK = ".lock"
 # Fields a finished run may change on a rerun: they change what is measured, not what was
 # trained, so the run is evaluated again without training (prefixes of flattened names).

@@ -37,13 +37,20 @@ def test_gradient_clipping_bounds_the_update_by_its_global_norm():
     (dict(schedule="linear"), "Unknown schedule 'linear'"),
     (dict(schedule="step", decay_steps=(5, 3), decay_factor=0.9), "decay_steps must be increasing"),
     (dict(schedule="step", decay_steps=(3,), decay_factor=0.0), "decay_factor must be a number in (0, 1]"),
-    (dict(decay_steps=(3,)), "apply to schedule 'step' only"),
+    (dict(decay_steps=(3,)), "applies to schedule 'step' only"),
+    (dict(schedule="exponential", decay_every=0, decay_factor=0.9), "decay_every must be a positive number"),
+    (dict(decay_every=5), "applies to schedule 'exponential' only"),
     (dict(grad_clip_norm=-1.0), "grad_clip_norm must be a number ≥ 0"),
     (dict(momentum=1.5), "momentum must be a number in [0, 1)"),
 ])
 def test_invalid_fields_are_named(fields, message):
     errors = optim.validate(_train(**fields))
     assert any(message in e for e in errors), errors
+
+
+def test_exponential_schedule_decays_once_per_interval():
+    rate = optim.learning_rate(_train(schedule="exponential", learning_rate=1.0, decay_every=10, decay_factor=0.5))
+    assert [float(rate(s)) for s in (0, 9, 10, 25)] == [1.0, 1.0, 0.5, 0.25]
 
 
 def test_aggmo_matches_a_hand_computed_step():

@@ -14,7 +14,11 @@ Results: ``clean_accuracy`` (test set), ``certified_accuracy`` and ``attack_accu
 bound of the export; attack is PGD on the margin in the certificate's input norm, with a
 random start, keeping the worst point visited), ``certified_but_broken`` (per ε, the
 number of test points both certified and broken by PGD: anything but 0 is a bug), and
-``norm``. The whole test split is evaluated, in batches of ``config.eval.batch_size``,
+``norm``. ``config.data.num_val`` > 0 holds that many training examples out as a
+validation split: ``curve.jsonl`` then records their accuracy (``val_accuracy``) and
+certified accuracies every ``config.eval.curve_every`` steps, and
+``config.eval.select_best = "val_accuracy"`` evaluates the best of those models instead
+of the last (the paper's protocol). The whole test split is evaluated, in batches of ``config.eval.batch_size``,
 with one compilation per norm.
 
 Datasets (``config.data.dataset``): ``two_moons`` (generated here with numpy, source
@@ -122,6 +126,23 @@ def chance_warnings(clean_accuracy: float, labels: np.ndarray) -> tuple[bool, li
                   "the test set): the network did not learn; lower config.train.learning_rate or train longer."]
 
 
+def hold_out(split: Split, num_val: int) -> tuple[Split, np.ndarray, np.ndarray]:
+    """(split without its validation images, x_val, y_val): ``num_val`` training examples
+    drawn by a fixed permutation (the same for every seed, so seeds select on the same
+    validation set), as the paper's 54k/6k split of MNIST's 60k."""
+    if isinstance(num_val, bool) or not isinstance(num_val, int) or num_val < 0:
+        raise ValueError(f"config.data.num_val must be an integer ≥ 0, got {num_val!r}.")
+    if num_val == 0:
+        return split, split.x_train[:0], split.y_train[:0]
+    if num_val > len(split.x_train) - split.num_classes:
+        raise ValueError(f"config.data.num_val {num_val} leaves fewer than {split.num_classes} of the "
+                         f"{len(split.x_train)} training examples to train on; lower it.")
+    order = np.random.default_rng(0).permutation(len(split.x_train))
+    val, keep = np.sort(order[:num_val]), np.sort(order[num_val:])
+    kept = dataclasses.replace(split, x_train=split.x_train[keep], y_train=split.y_train[keep])
+    return kept, split.x_train[val], split.y_train[val]
+
+
 def make_task(config) -> Task:
     data, train, ev = config.data, config.train, config.eval
     dataset = data.get("dataset", None)
@@ -138,6 +159,7 @@ def make_task(config) -> Task:
     if train.loss not in losses.LOSSES:
         raise ValueError(f"Unknown loss {train.loss!r}; valid: {', '.join(losses.LOSSES)}.")
     split = DATASETS[dataset](data, int(config.seed))  # the slow part: checks above run first
+    split, x_val, y_val = hold_out(split, data.get("num_val", 0))
     x_train, y_train, x_test, y_test = split.x_train, split.y_train, split.x_test, split.y_test
     if len(x_train) < split.num_classes:
         raise ValueError(f"{len(x_train)} training examples cannot train a {split.num_classes}-class classifier; "
@@ -159,6 +181,17 @@ def make_task(config) -> Task:
         x, y = batch
         logits = model(x)
         return loss_fn(logits, y, **options), {"accuracy": jnp.mean(certify.margins(logits, y) > 0)}
+
+    def curve(exported, key) -> dict:
+        """Accuracy of the exported model on the validation split (the model selection of
+        ``config.eval.select_best = "val_accuracy"``) and its certified accuracy at each ε."""
+        del key
+        logits = batched_logits(export_apply(exported), export_params(exported), x_val, eval_batch)
+        margins = np.asarray(certify.margins(logits, y_val))
+        lip = certify.lipschitz_upper_bound(exported)
+        factor = certify.margin_factor(certify.io_norms(exported)[1], out_features)
+        return {"val_accuracy": float(np.mean(margins > 0)),
+                **{f"val_certified_{eps:g}": float(np.mean(margins > factor * lip * eps)) for eps in epsilons}}
 
     def evaluate(ctx: EvalContext) -> dict:
         apply = export_apply(ctx.exported)
@@ -207,6 +240,7 @@ def make_task(config) -> Task:
             "margin_factor": factor,
             "norm": config.model.norm,
             "num_train": int(len(x_train)),
+            "num_val": int(len(x_val)),
             "num_test": int(len(x_test)),
         }
 
@@ -218,5 +252,6 @@ def make_task(config) -> Task:
         loss=loss,
         evaluate=evaluate,
         certify_points=x_test[:8],
+        curve=curve if len(x_val) else None,
         seed_dependent=dataset == "two_moons",  # the moons are drawn with config.seed
     )
