@@ -1,6 +1,7 @@
 """Performance benchmark: orthonormalization, constrained training, deel-torchlip.
 
     python scripts/benchmark.py [--parts a,b,c,d,e] [--json [PATH]] [--repeats 20]
+    python scripts/benchmark.py --parts i   # export + certificate time per constraint
 
 (a) one order-1 Björck iteration vs the two matmuls it must do (Gram WᵀW and W·G),
     n×n float32, jitted, after warm-up, median over repeats, as a ratio (floor = 1.0).
@@ -39,6 +40,11 @@
     sampling alone (data gather + generator forward); and the riemannian step without its
     retraction (attribution only: that model leaves the manifold). Interleaved chunks;
     ratios to the unconstrained full step.
+(i) export + certificate time of a 784-1024×3-10 model per constraint: lipsort.export.export_model
+    then certify.lipschitz_upper_bound and certify.layer_operator_norms, for Björck (retraction and
+    unrolled), spectral, ℓ∞ (norm linf), two_inf first layer + ℓ∞ and none (models at init, GroupSort(2));
+    wall time of the first call (JAX compilation included) and the minimum over repeats, process
+    CPU time of that minimum, the certificate. The norm cache is cleared before every repeat.
 
 Every matmul runs at Precision.HIGHEST (as in lipsort.orthogonal). ``--json`` writes all
 numbers as JSON (to PATH, or stdout with no PATH) in addition to the printed tables.
@@ -68,7 +74,7 @@ from lipsort.orthogonal import (
     taylor_coefficients,
 )
 
-PARTS = ("a", "b", "c", "d", "e", "f", "g", "h")
+PARTS = ("a", "b", "c", "d", "e", "f", "g", "h", "i")
 # Part (e): the experiment configs whose training speed researchers will feel.
 E_CONFIGS = ("wde_mnist", "wde_fashion_mnist", "robust_mnist_l2", "robust_mnist_linf",
              "robust_fashion_mnist_l2", "robust_fashion_mnist_linf")
@@ -623,6 +629,45 @@ def part_g(repeats, chunk):
     return rows
 
 
+I_MODELS = (
+    ("bjorck retraction", dict(constraint="bjorck", bjorck_training="retraction", norm="l2")),
+    ("bjorck unrolled", dict(constraint="bjorck", bjorck_training="unrolled", norm="l2")),
+    ("spectral", dict(constraint="spectral", norm="l2")),
+    ("linf", dict(constraint="linf", norm="linf")),
+    ("two_inf + linf", dict(constraint="linf", first_constraint="two_inf", norm="l2")),
+    ("none", dict(constraint="none", norm="l2")),
+)
+
+
+def part_i(repeats):
+    """Part (i): export + certificate of the 784-1024-1024-1024-10 model, per constraint."""
+    from lipsort import certify, export, norms
+    from lipsort.models import build_model
+
+    print("\n(i) export + certificate of a 784-1024-1024-1024-10 model (at init), seconds")
+    print(f"{'model':<20} {'first':>7} {'min':>7} {'export':>7} {'certify':>8} {'CPU s':>7} {'certificate':>12}")
+    rows = []
+    for label, fields in I_MODELS:
+        model = build_model(dict(widths=(1024, 1024, 1024), activation="group_sort", group_size=2, **fields), 784, 10)
+        times = []
+        for _ in range(max(repeats, 1)):
+            getattr(norms, "_SPECTRAL_CACHE", {}).clear()  # every repeat computes every norm
+            cpu, t0 = time.process_time(), time.perf_counter()
+            exported = export.export_model(model)
+            t1 = time.perf_counter()
+            bound = certify.lipschitz_upper_bound(exported)
+            certify.layer_operator_norms(exported)
+            t2 = time.perf_counter()
+            times.append((t2 - t0, t1 - t0, t2 - t1, time.process_time() - cpu))
+        best = min(times)
+        row = dict(model=label, first_s=times[0][0], min_s=best[0], export_s=best[1], certify_s=best[2],
+                   cpu_s=best[3], lipschitz_upper_bound=bound)
+        rows.append(row)
+        print(f"{label:<20} {row['first_s']:>7.2f} {row['min_s']:>7.2f} {row['export_s']:>7.2f} "
+              f"{row['certify_s']:>8.2f} {row['cpu_s']:>7.2f} {bound:>12.9f}")
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--parts", default="a,b,c,d,e", help="comma-separated subset of: " + ",".join(PARTS))
@@ -683,6 +728,8 @@ def main():
         results["g"] = part_g(max(args.repeats // 2, 2), args.chunk)
     if "h" in parts:
         results["h"] = part_h(max(args.repeats // 2, 2), args.chunk)
+    if "i" in parts:
+        results["i"] = part_i(max(args.repeats // 5, 2))
     if args.json is not None:
         text = json.dumps(results, indent=2)
         if args.json == "-":

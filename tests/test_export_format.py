@@ -84,3 +84,14 @@ def test_a_new_activation_is_one_registry_entry():
         assert certify.lipschitz_upper_bound(exported) <= 2.0
     finally:
         del activations._REGISTRY["neg_abs"]
+
+
+def test_fit_under_records_a_rounding_safe_bound():
+    """The stored float32 kernel's exact σ_max (float64 SVD) is ≤ its recorded bound ≤ the target."""
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.normal(size=(96, 80)))
+    for target, kernel in ((1.0, q * (1 + 3e-8)), (2.0, 2.0 * q), (1.0, rng.normal(size=(96, 80)))):
+        out = export.fit_under(kernel, target, 2, 2)
+        exact = np.linalg.svd(out.astype(np.float64), compute_uv=False).max()
+        assert exact <= operator_norm(out, 2) <= target
+        assert exact >= target * (1 - 1e-6)  # not shrunk more than the rounding needs

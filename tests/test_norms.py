@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from lipsort import normalize_two_inf, operator_norm, project_linf
+from lipsort import norms, normalize_two_inf, operator_norm, project_linf
 
 
 def reference_l1_projection(v, radius):
@@ -93,3 +93,56 @@ def test_operator_norms_are_exact(w):
 def test_bad_inputs_raise_clear_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def _near_orthonormal(shape, seed, scale=1.0, noise=1e-7):
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.normal(size=(max(shape), min(shape))))
+    q = q if shape[0] >= shape[1] else q.T
+    return (scale * q * (1 + noise * rng.normal(size=shape))).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape", [(96, 80), (80, 96), (70, 3)])
+def test_certified_spectral_norm_is_an_upper_bound_and_tight(shape):
+    rng = np.random.default_rng(sum(shape))
+    for w in (_near_orthonormal(shape, 1), rng.normal(size=shape), np.outer(rng.normal(size=shape[0]), rng.normal(size=shape[1]))):
+        exact = np.linalg.svd(np.asarray(w, np.float64), compute_uv=False).max()
+        bound = norms.certified_spectral_norm(w)
+        assert exact <= bound <= exact * (1 + 1e-9)
+        assert operator_norm(w, 2) == bound  # the certificate is this function, cached or not
+    assert norms.certified_spectral_norm(np.zeros((80, 96))) == 0.0
+    assert norms.certified_spectral_norm(np.full((4, 3), np.inf)) == math.inf
+
+
+def test_certification_rejects_a_candidate_below_lambda_max():
+    w = np.random.default_rng(0).normal(size=(90, 70))
+    gram = w.T @ w
+    lam = np.linalg.eigvalsh(gram)[-1]
+    assert norms._certify_lambda_max(gram, lam * (1 - 1e-9)) is None
+    assert lam <= norms._certify_lambda_max(gram, lam * (1 + 1e-12)) <= lam * (1 + 1e-11)
+
+
+def test_the_spectral_norm_cache_is_keyed_by_the_bytes():
+    w = _near_orthonormal((96, 80), 2)
+    first = norms.certified_spectral_norm(w)
+    w[3, 5] *= 4.0  # same object, new bytes: recomputed
+    assert norms.certified_spectral_norm(w) == norms._spectral_norm_upper(w) > first
+
+
+def test_sigma_max_estimate_and_normalize_spectral():
+    rng = np.random.default_rng(3)
+    for w in (_near_orthonormal((96, 80), 3, scale=2.5), rng.normal(size=(80, 96))):
+        exact = np.linalg.svd(np.asarray(w, np.float64), compute_uv=False).max()
+        assert norms.sigma_max_estimate(w) == pytest.approx(exact, rel=1e-7)
+        assert np.linalg.norm(norms.normalize_spectral(w), 2) == pytest.approx(1.0, rel=1e-7)
+
+
+def test_numpy_projections_match_the_jax_ones():
+    rng = np.random.default_rng(4)
+    w = rng.normal(size=(9, 6)) * np.array([0.01, 0.05, 0.3, 1.0, 3.0, 0.0])  # inside, outside, zero units
+    with jax.enable_x64(True):
+        ref_linf = np.asarray(project_linf(jnp.asarray(w), 0.7))
+        ref_two = np.asarray(normalize_two_inf(jnp.asarray(w)))
+    np.testing.assert_allclose(norms.project_linf_numpy(w, 0.7), ref_linf, atol=1e-12)
+    np.testing.assert_allclose(norms.normalize_two_inf_numpy(w), ref_two, atol=1e-12)
+    assert np.abs(norms.project_linf_numpy(w, 0.7)).sum(axis=0).max() <= 0.7 * (1 + 1e-12)

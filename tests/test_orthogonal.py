@@ -123,3 +123,14 @@ def test_taylor_coefficients():
 def test_bad_inputs_raise_clear_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("shape,order,scale", [((40, 24), 1, 1.0), ((24, 40), 1, 50.0), ((30, 30), 3, 0.02)])
+def test_finish_orthonormalization_certified_residual(shape, order, scale):
+    """From near and far starts, tall and wide: ‖WᵀW − I‖₂ ≤ tol, the polar factor of the start."""
+    w = np.asarray(well_conditioned(shape, seed=7, cond=30), np.float64) * scale
+    done = orthogonal.finish_orthonormalization(w, tol=1e-9, order=order)
+    gram = done.T @ done if shape[0] >= shape[1] else done @ done.T
+    assert np.linalg.norm(gram - np.eye(min(shape)), 2) <= 1e-9
+    u, _, vt = np.linalg.svd(w, full_matrices=False)
+    np.testing.assert_allclose(done, u @ vt, atol=1e-8)
