@@ -309,3 +309,13 @@ def project_l1_sphere(w: Array, radius: float = 1.0) -> Array:
     signs = jnp.where(w < 0, -1.0, 1.0).astype(w.dtype)
     inflated = w + signs * (radius - l1) / w.shape[0]
     return jnp.where(l1 < radius, inflated, project_linf(w, radius))
+
+
+def project_l1_sphere_numpy(w, radius: float = 1.0) -> np.ndarray:
+    """:func:`project_l1_sphere` in numpy float64 (units inside the ball pushed out to the
+    facet of their sign pattern, the others projected onto the ball)."""
+    w = np.asarray(w, np.float64)
+    _check_kernel(w)
+    l1 = np.abs(w).sum(axis=0, keepdims=True)
+    signs = np.where(w < 0, -1.0, 1.0)
+    return np.where(l1 < radius, w + signs * (radius - l1) / w.shape[0], project_linf_numpy(w, radius))

@@ -143,6 +143,8 @@ def test_numpy_projections_match_the_jax_ones():
     with jax.enable_x64(True):
         ref_linf = np.asarray(project_linf(jnp.asarray(w), 0.7))
         ref_two = np.asarray(normalize_two_inf(jnp.asarray(w)))
+        ref_sphere = np.asarray(norms.project_l1_sphere(jnp.asarray(w), 0.7))
+    np.testing.assert_allclose(norms.project_l1_sphere_numpy(w, 0.7), ref_sphere, atol=1e-12)
     np.testing.assert_allclose(norms.project_linf_numpy(w, 0.7), ref_linf, atol=1e-12)
     np.testing.assert_allclose(norms.normalize_two_inf_numpy(w), ref_two, atol=1e-12)
     assert np.abs(norms.project_linf_numpy(w, 0.7)).sum(axis=0).max() <= 0.7 * (1 + 1e-12)
