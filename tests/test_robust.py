@@ -90,6 +90,7 @@ def short(config):
     config.eval.attack_steps = 5
     config.eval.batch_size = 128  # 300 test points: padding of the last batch is exercised
     config.certify.search_steps = 0  # the lower-bound search is tested elsewhere
+    config.eval.strong_attack.update(points=30, steps=5, restarts=2)
     return config
 
 
@@ -110,6 +111,11 @@ def test_certified_le_attack_le_clean_on_a_quick_run(tmp_path, norm):
         assert r["certified_but_broken"][eps] == 0
     assert r["certified_accuracy"][str(config.eval.epsilons[0])] > 0  # the certificate is not empty
     assert r["attack"]["norm"] == ("inf" if norm == "linf" else "2")
+    strong = r["strong_attack"]
+    assert strong["points"] == 30 and set(strong["per_eps"]) == {str(e) for e in config.eval.epsilons if e > 0}
+    for report in strong["per_eps"].values():
+        assert report["points"] == 30 and report["broken_certified"] == 0
+        assert report["certified_accuracy"] <= report["attack_accuracy"] <= report["clean_accuracy"]
 
 
 def test_classify_config_errors_name_the_field():

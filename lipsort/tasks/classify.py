@@ -14,7 +14,10 @@ Results: ``clean_accuracy`` (test set), ``certified_accuracy`` and ``attack_accu
 bound of the export; attack is PGD on the margin in the certificate's input norm, with a
 random start, keeping the worst point visited), ``certified_but_broken`` (per ε, the
 number of test points both certified and broken by PGD: anything but 0 is a bug), and
-``norm``. ``config.data.num_val`` > 0 holds that many training examples out as a
+``norm``. ``config.eval.strong_attack.points`` > 0 adds ``strong_attack``: a far
+stronger attack (:func:`strong_attack`) on that many test points, per ε the certified
+points it breaks (must be 0) and the gap between its accuracy and the certified one.
+``config.data.num_val`` > 0 holds that many training examples out as a
 validation split: ``curve.jsonl`` then records their accuracy (``val_accuracy``) and
 certified accuracies every ``config.eval.curve_every`` steps, and
 ``config.eval.select_best = "val_accuracy"`` evaluates the best of those models instead
@@ -143,6 +146,40 @@ def hold_out(split: Split, num_val: int) -> tuple[Split, np.ndarray, np.ndarray]
     return kept, split.x_train[val], split.y_train[val]
 
 
+def strong_attack_settings(ev) -> dict:
+    """``config.eval.strong_attack``: {points (0 = off), steps, restarts}, checked."""
+    section = ev.get("strong_attack", None) or {}
+    settings = {"points": section.get("points", 0), "steps": section.get("steps", 200),
+                "restarts": section.get("restarts", 10)}
+    for name, value in settings.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "points" else 1):
+            raise ValueError(f"config.eval.strong_attack.{name} must be an integer ≥ {0 if name == 'points' else 1}, "
+                             f"got {value!r}.")
+    return settings
+
+
+def strong_attack(apply, params, x_test, y_test, clean_margins, certified_per_eps, p_in, key, epsilons,
+                  settings, clip) -> dict:
+    """The stronger evidence of a robustness table: :func:`lipsort.certify.strong_attack_margins`
+    (``restarts`` margin PGD runs and one targeted run per wrong class, ``steps`` steps each)
+    on ``settings["points"]`` test points drawn by a fixed permutation, at every ε > 0 of
+    the table: certified points it breaks (must be 0) and the attacked − certified gap.
+    ``certified_per_eps``: the margin a point needs per unit of ε (factor · Lipschitz bound)."""
+    n = min(settings["points"], len(x_test))
+    idx = np.sort(np.random.default_rng(0).permutation(len(x_test))[:n])
+    per_eps = {}
+    for i, eps in enumerate(epsilons):
+        if eps <= 0:
+            continue
+        margins = certify.strong_attack_margins(
+            apply, params, x_test[idx], y_test[idx], eps, p_in, jax.random.fold_in(key, i),
+            steps=settings["steps"], restarts=settings["restarts"], targeted=True, clip=clip)
+        per_eps[str(eps)] = certify.strong_attack_report(
+            clean_margins[idx], margins, clean_margins[idx] > certified_per_eps * eps)
+    return {"points": n, "steps": settings["steps"], "restarts": settings["restarts"],
+            "targeted": "one run per wrong class", "per_eps": per_eps}
+
+
 def make_task(config) -> Task:
     data, train, ev = config.data, config.train, config.eval
     dataset = data.get("dataset", None)
@@ -156,6 +193,7 @@ def make_task(config) -> Task:
     attack_steps, eval_batch = int(ev.attack_steps), int(ev.get("batch_size", 1000))
     if attack_steps < 1 or eval_batch < 1:
         raise ValueError(f"config.eval.attack_steps and batch_size must be ≥ 1, got {attack_steps}, {eval_batch}.")
+    strong = strong_attack_settings(ev)
     if train.loss not in losses.LOSSES:
         raise ValueError(f"Unknown loss {train.loss!r}; valid: {', '.join(losses.LOSSES)}.")
     split = DATASETS[dataset](data, int(config.seed))  # the slow part: checks above run first
@@ -217,6 +255,15 @@ def make_task(config) -> Task:
             contradictions[str(eps)] = r["certified_but_broken"]
         clean = certify.accuracy(logits, y_test)
         at_chance, warnings = chance_warnings(clean, y_test)
+        strong_results = {}
+        if strong["points"]:
+            strong_results = strong_attack(apply, params, x_test, y_test, clean_margins, lip * factor, p_in,
+                                           jax.random.fold_in(ctx.key, len(epsilons)), epsilons, strong,
+                                           split.clip)
+            for eps, r in strong_results["per_eps"].items():
+                if r["broken_certified"]:
+                    warnings.append(f"the strong attack broke {r['broken_certified']} certified test points at ε = "
+                                    f"{eps}: the certificate is contradicted, a bug to report.")
         if x_test.shape[1] == 2:
             lo, hi = x_test.min(0) - 0.5, x_test.max(0) + 0.5
             xx, yy = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
@@ -237,6 +284,7 @@ def make_task(config) -> Task:
             "attack": {"norm": "inf" if p_in == np.inf else "2", "steps": attack_steps,
                        "step_size": "2.5*eps/steps", "random_start": True, "restarts": 1,
                        "objective": "margin", "clip": split.clip},
+            **({"strong_attack": strong_results} if strong_results else {}),
             "margin_factor": factor,
             "norm": config.model.norm,
             "num_train": int(len(x_train)),
