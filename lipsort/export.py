@@ -5,7 +5,8 @@ An export is ``export.npz`` (float32 arrays) and ``export.json`` (format 2):
 - ``input_shape``: the input without its batch axis (``[784]``; ``[H, W, C]`` for images);
 - ``layers``: the records applied in order (the record types below); each linear record
   names its arrays and carries ``bound``, its certified operator norm in its ``norms``
-  (exact, float64, from the stored float32 arrays); the certificate is the product of
+  (float64, from the stored float32 arrays: exact, and for ℓ2→ℓ2 a proven upper bound
+  within ~1e-10 of σ_max, :func:`lipsort.norms.certified_spectral_norm`); the certificate is the product of
   the linear records' bounds times the activations' ``lipschitz``; K is folded into the
   last linear record;
 - for dense models also the flat keys of format 1 (``activation``, ``group_size``,
