@@ -70,7 +70,9 @@ import numpy as np
 from flax import nnx
 
 from lipsort import fast_orthogonal, orthogonal, retraction, tangent
-from lipsort.norms import column_norms, normalize_two_inf, operator_norm, project_l1_sphere, project_linf
+from lipsort.norms import (column_norms, normalize_spectral, normalize_two_inf, normalize_two_inf_numpy,
+                           operator_norm, project_l1_sphere, project_l1_sphere_numpy, project_linf,
+                           project_linf_numpy)
 from lipsort.registry import Registry
 
 Array = jax.Array
@@ -268,8 +270,10 @@ class Bjorck(Constraint):
         return stats
 
     def export(self, layer):
-        # Finished to float32 precision from the training-time iterate.
-        return orthogonal.finish_orthonormalization(self.kernel(layer))
+        # Finished in float64 from the parameter itself: Björck keeps the singular vectors,
+        # so the parameter and any training-time iterate converge to the same orthonormal
+        # factor, without running the unrolled float32 iterations first.
+        return orthogonal.finish_orthonormalization(layer.kernel[...])
 
 
 class Spectral(Constraint):
@@ -294,8 +298,7 @@ class Spectral(Constraint):
         return w / sigma
 
     def export(self, layer):
-        w = np.asarray(layer.kernel[...], np.float64)
-        return w / max(operator_norm(w, 2), np.finfo(np.float64).tiny)
+        return normalize_spectral(layer.kernel[...])  # w / σ_max in float64
 
 
 class _Projection(Constraint):
@@ -334,10 +337,12 @@ class _Projection(Constraint):
         layer.kernel[...] = self.project(w, layer.options)
         return {"excess": excess}
 
+    def project_numpy(self, w: np.ndarray, options) -> np.ndarray:
+        """:meth:`project` in numpy float64 (the export's)."""
+        raise NotImplementedError
+
     def export(self, layer):
-        with jax.enable_x64(True):
-            w = jnp.asarray(np.asarray(layer.kernel[...], np.float64))
-            return np.asarray(self.project(w, layer.options))
+        return self.project_numpy(np.asarray(layer.kernel[...], np.float64), layer.options)
 
 
 class Linf(_Projection):
@@ -347,6 +352,9 @@ class Linf(_Projection):
 
     def project(self, w, options):
         return project_l1_sphere(w) if options.linf_projection == "sphere" else project_linf(w)
+
+    def project_numpy(self, w, options):
+        return project_l1_sphere_numpy(w) if options.linf_projection == "sphere" else project_linf_numpy(w)
 
     def init(self, in_features):
         # std 1/in gives output units an ℓ1 norm ≈ 0.8, inside the ball the projection keeps.
@@ -360,6 +368,9 @@ class TwoInf(_Projection):
 
     def project(self, w, options):
         return normalize_two_inf(w)  # onto the ℓ2 sphere (keeps each unit's gradient norm 1)
+
+    def project_numpy(self, w, options):
+        return normalize_two_inf_numpy(w)
 
 
 _REGISTRY: Registry[Constraint] = Registry("constraint")
