@@ -2,6 +2,7 @@
 
     python scripts/benchmark.py [--parts a,b,c,d,e] [--json [PATH]] [--repeats 20]
     python scripts/benchmark.py --parts i   # export + certificate time per constraint
+    python scripts/benchmark.py --parts j   # the ℓ∞ configs' training step
 
 (a) one order-1 Björck iteration vs the two matmuls it must do (Gram WᵀW and W·G),
     n×n float32, jitted, after warm-up, median over repeats, as a ratio (floor = 1.0).
@@ -45,6 +46,11 @@
     unrolled), spectral, ℓ∞ (norm linf), two_inf first layer + ℓ∞ and none (models at init, GroupSort(2));
     wall time of the first call (JAX compilation included) and the minimum over repeats, process
     CPU time of that minimum, the certificate. The norm cache is cleared before every repeat.
+(j) the ℓ∞ training step of configs/robust_mnist_linf.py's model (784-1024×3-10, MaxMin, bundled
+    MNIST, multiclass hinge): projected training onto the ℓ1 sphere with AggMo (the shipped
+    configs), the differentiated projection with Adam (the previous default), the blog's
+    two_inf → ℓ∞ network projected, against the unconstrained ReLU MLP with Adam, batch 256 and
+    1024, interleaved chunks, ratio of the minimum times (lipsort.train's real step).
 
 Every matmul runs at Precision.HIGHEST (as in lipsort.orthogonal). ``--json`` writes all
 numbers as JSON (to PATH, or stdout with no PATH) in addition to the printed tables.
@@ -74,7 +80,7 @@ from lipsort.orthogonal import (
     taylor_coefficients,
 )
 
-PARTS = ("a", "b", "c", "d", "e", "f", "g", "h", "i")
+PARTS = ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j")
 # Part (e): the experiment configs whose training speed researchers will feel.
 E_CONFIGS = ("wde_mnist", "wde_fashion_mnist", "robust_mnist_l2", "robust_mnist_linf",
              "robust_fashion_mnist_l2", "robust_fashion_mnist_linf")
@@ -671,6 +677,52 @@ def part_i(repeats):
     return rows
 
 
+# Part (j): name → (config.model fields, config.train optimizer fields); the first is the reference.
+J_MODELS = {
+    "unconstrained relu (adam)": (dict(activation="relu", constraint="none", norm="linf"),
+                                  dict(optimizer="adam", learning_rate=1e-3)),
+    "linf projected sphere (aggmo)": (dict(linf_training="projected", linf_projection="sphere"),
+                                      dict(optimizer="aggmo", learning_rate=0.0033)),
+    "linf differentiated (adam)": (dict(linf_training="differentiated"), dict(optimizer="adam", learning_rate=1e-2)),
+    "two_inf+linf projected (aggmo)": (dict(norm="l2", first_constraint="two_inf", linf_training="projected",
+                                            linf_projection="sphere"),
+                                       dict(optimizer="aggmo", learning_rate=0.0033)),
+}
+
+
+def part_j(batch_sizes, repeats, chunk, seed):
+    """Part (j): the ℓ∞ configs' training step against the unconstrained one."""
+    import ml_collections
+    from flax import nnx
+
+    from lipsort import optim, train
+    from lipsort.models import LipschitzMLP, MLPSpec
+
+    rows = []
+    for batch_size in batch_sizes:
+        _, sample_batch, loss, _ = _mnist(batch_size)
+        runners = {}
+        for name, (model_fields, opt_fields) in J_MODELS.items():
+            fields = {**dict(activation="max_min", group_size=2, constraint="linf", norm="linf"), **model_fields}
+            model = LipschitzMLP(MLPSpec(in_features=784, widths=MLP_WIDTHS, out_features=10, **fields),
+                                 rngs=nnx.Rngs(seed))
+            graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+            tx = optim.make_optimizer(ml_collections.ConfigDict(opt_fields))
+            run = jax.jit(train.make_chunk_runner(graphdef, loss, sample_batch, tx, jax.random.key(seed),
+                                                  retracts=model.retracts))
+            runners[name] = (run, (params, rest, tx.init(params)))
+        times = _time_chunks(runners, chunk, repeats)
+        reference = times[next(iter(J_MODELS))][0]
+        print(f"\n(j) ℓ∞ train step, 784-{'-'.join(map(str, MLP_WIDTHS))}-10 MaxMin, batch {batch_size}, "
+              f"{repeats} interleaved chunks of {chunk} steps")
+        print(f"{'model':<34} {'min ms':>8} {'median ms':>10} {'ratio':>7}")
+        for name, (t_min, t_med) in times.items():
+            rows.append(dict(batch_size=batch_size, model=name, min_ms=1e3 * t_min, median_ms=1e3 * t_med,
+                             ratio=t_min / reference))
+            print(f"{name:<34} {1e3 * t_min:>8.1f} {1e3 * t_med:>10.1f} {t_min / reference:>7.2f}")
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--parts", default="a,b,c,d,e", help="comma-separated subset of: " + ",".join(PARTS))
@@ -733,6 +785,9 @@ def main():
         results["h"] = part_h(max(args.repeats // 2, 2), args.chunk)
     if "i" in parts:
         results["i"] = part_i(max(args.repeats // 5, 2))
+    if "j" in parts:
+        results["j"] = part_j([int(b) for b in args.batch_sizes.split(",")], max(args.repeats // 2, 2), args.chunk,
+                              args.seed)
     if args.json is not None:
         text = json.dumps(results, indent=2)
         if args.json == "-":

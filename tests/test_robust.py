@@ -159,3 +159,28 @@ def test_mnist_configs_read_full_mnist_through_tfds(tmp_path):
         r = train.train_and_evaluate(config, str(tmp_path))
     assert r["data_source"] == "tfds:mnist" and r["num_test"] == 40
     assert r["certified_accuracy"]["0.5"] <= r["attack_accuracy"]["0.5"] <= r["clean_accuracy"]
+
+
+DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+
+
+def test_fashion_mnist_paper_config_runs_on_the_debian_idx_files(tmp_path):
+    """The real offline Fashion-MNIST path (.ci/run installs Debian's dataset-fashion-mnist):
+    the :paper protocol's validation split and best-epoch selection, cut to seconds."""
+    if not os.path.isdir(DEBIAN_FASHION_MNIST):
+        if os.environ.get("CI"):
+            pytest.fail(f"{DEBIAN_FASHION_MNIST} is missing: .ci/run must apt-get install dataset-fashion-mnist")
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)")
+    config = short(load_config("robust_fashion_mnist_linf", "paper,quick"))
+    config.data.source = "idx"
+    config.model.widths = (32, 32)
+    config.data.num_val = 100
+    config.train.num_steps = config.eval.curve_every = 8
+    config.train.log_every = config.train.checkpoint_every = 8
+    config.eval.strong_attack.points = 0
+    r = train.train_and_evaluate(config, str(tmp_path))
+    assert r["data_source"] == f"idx:{DEBIAN_FASHION_MNIST}"
+    assert (r["num_train"], r["num_val"], r["num_test"]) == (900, 100, 300)
+    assert r["selected"]["by"] == "val_accuracy" and r["selected"]["step"] == 8
+    for eps, cert in r["certified_accuracy"].items():
+        assert cert <= r["attack_accuracy"][eps] <= r["clean_accuracy"]
