@@ -453,6 +453,24 @@ PAPER_LINF_DECAY_EPOCHS = (60, 100, 150)  # lr × 0.1 at each
 PAPER_L2_DECAY_PER_EPOCH = 0.96235
 
 
+def robust_apply_paper(config: ml_collections.ConfigDict, args: Arg, num_images: int | None, *, linf: bool,
+                       config_file: str) -> ml_collections.ConfigDict:
+    """The ``paper`` (and ``full``) arguments of a robustness config: ``num_images`` is the
+    size of the training split the epochs count on; None for MNIST, whose :paper run reads
+    the 4,000 bundled training digits, or with ``full`` the 60,000 of a prepared tfds copy."""
+    if "full" in args.flags and "paper" not in args.flags:
+        raise ValueError(f"configs/{os.path.basename(config_file)}: 'full' selects the paper protocol's data; "
+                         "use paper,full.")
+    if "paper" not in args.flags:
+        return config
+    if num_images is None:
+        config.data.source = "tfds" if "full" in args.flags else "bundled"
+        num_images = 60000 if "full" in args.flags else 4000
+    if args.quick:
+        num_images = config.data.num_train
+    return robust_paper_protocol(config, num_images=num_images, linf=linf, quick=args.quick)
+
+
 def robust_paper_protocol(config: ml_collections.ConfigDict, *, num_images: int, linf: bool,
                           quick: bool) -> ml_collections.ConfigDict:
     """The paper's classifier training (../shared/PAPER_SETTINGS.md) on a training set of

@@ -79,13 +79,5 @@ def build(args: common.Arg, dataset: str, num_images: int | None = None):
         config.model.first_constraint = "two_inf"
         config.train.margin = 2.0 * 1000.0
         config.eval.epsilons = L2_EPSILONS
-    if "full" in args.flags and "paper" not in args.flags:
-        raise ValueError("configs/robust_mnist_linf.py: 'full' selects the paper protocol's data; use paper,full.")
-    if "paper" in args.flags:
-        if num_images is None:  # MNIST: the bundled digits unless full MNIST is asked for
-            config.data.source = "tfds" if "full" in args.flags else "bundled"
-            num_images = 60000 if "full" in args.flags else 4000
-        if args.quick:
-            num_images = config.data.num_train
-        common.robust_paper_protocol(config, num_images=num_images, linf=True, quick=args.quick)
+    common.robust_apply_paper(config, args, num_images, linf=True, config_file=__file__)
     return common.robust_apply_kind(config, args.kind)

@@ -391,22 +391,31 @@ def pgd_worst_margins(
         raise ValueError(f"eps must be ≥ 0, got {eps}.")
     if batch_size < 1 or steps < 1:
         raise ValueError(f"batch_size and steps must be ≥ 1, got {batch_size} and {steps}.")
+    clip = None if clip is None else (float(clip[0]), float(clip[1]))
+    out = []
+    for i, xb, yb, real in _padded_batches(x, labels, batch_size):
+        m = _pgd_batch_margins(apply, params, xb, yb, jnp.float32(eps), jax.random.fold_in(key, i), p, int(steps), clip)
+        out.append(np.asarray(m)[:real])
+    return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+
+def _padded_batches(x, labels, batch_size: int):
+    """(index, x batch, label batch, real size) over ``x`` in float32: the last batch is padded
+    with copies of its first example (when there are several batches), so one compilation
+    serves every batch."""
+    import numpy as np
+
     x = np.asarray(x, np.float32)
     labels = np.asarray(labels)
     n = x.shape[0]
-    clip = None if clip is None else (float(clip[0]), float(clip[1]))
-    out = []
     for i, start in enumerate(range(0, n, batch_size)):
         xb, yb = x[start:start + batch_size], labels[start:start + batch_size]
         real = xb.shape[0]
-        if real < batch_size and n > batch_size:  # pad, so the last batch reuses the compile
+        if real < batch_size and n > batch_size:
             pad = batch_size - real
             xb = np.concatenate([xb, np.repeat(xb[:1], pad, 0)])
             yb = np.concatenate([yb, np.repeat(yb[:1], pad, 0)])
-        m = _pgd_batch_margins(apply, params, jnp.asarray(xb), jnp.asarray(yb), jnp.float32(eps),
-                               jax.random.fold_in(key, i), p, int(steps), clip)
-        out.append(np.asarray(m)[:real])
-    return np.concatenate(out) if out else np.zeros((0,), np.float32)
+        yield i, jnp.asarray(xb), jnp.asarray(yb), real
 
 
 def accuracy(logits: Array, labels: Array) -> float:
@@ -539,19 +548,9 @@ def strong_attack_margins(
         raise ValueError(f"eps must be ≥ 0, got {eps}.")
     if batch_size < 1 or steps < 1 or restarts < 1:
         raise ValueError(f"batch_size, steps and restarts must be ≥ 1, got {batch_size}, {steps} and {restarts}.")
-    x = np.asarray(x, np.float32)
-    labels = np.asarray(labels)
-    n = x.shape[0]
     clip = None if clip is None else (float(clip[0]), float(clip[1]))
     out = []
-    for i, start in enumerate(range(0, n, batch_size)):
-        xb, yb = x[start:start + batch_size], labels[start:start + batch_size]
-        real = xb.shape[0]
-        if real < batch_size and n > batch_size:  # pad, so the last batch reuses the compile
-            pad = batch_size - real
-            xb = np.concatenate([xb, np.repeat(xb[:1], pad, 0)])
-            yb = np.concatenate([yb, np.repeat(yb[:1], pad, 0)])
-        xb_j, yb_j = jnp.asarray(xb), jnp.asarray(yb)
+    for i, xb_j, yb_j, real in _padded_batches(x, labels, batch_size):
         m = _strong_batch_margins(apply, params, xb_j, yb_j, jnp.float32(eps), jax.random.fold_in(key, i),
                                   p, int(steps), int(restarts), bool(targeted), clip)
         clean = margins(apply(params, xb_j), yb_j)
