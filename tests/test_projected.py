@@ -83,7 +83,7 @@ def test_projected_training_is_certified_and_search_finds_no_violation(norm, pro
     """Large AggMo-like steps, projecting after each: the training-time function and the
     export stay under the certificate (norm l2: the blog's two_inf → linf network)."""
     k = 3.0
-    spec = MLPSpec(in_features=6, widths=(32, 32), out_features=3, activation="max_min", constraint="linf",
+    spec = MLPSpec(in_features=6, widths=(16, 16), out_features=3, activation="max_min", constraint="linf",
                    norm=norm, lipschitz_constant=k, linf_training="projected", linf_projection=projection)
     model = LipschitzMLP(spec, rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(0), (64, 6))
@@ -113,17 +113,17 @@ def test_projected_training_is_certified_and_search_finds_no_violation(norm, pro
     upper = certify.lipschitz_upper_bound(exported)
     assert upper <= k * (1 + 1e-9)
     x0 = jax.random.normal(jax.random.key(2), (8, 6))
-    assert certify.export_lower_bound(exported, x0, jax.random.key(3), steps=20) <= upper * (1 + 1e-5)
+    assert certify.export_lower_bound(exported, x0, jax.random.key(3), steps=10) <= upper * (1 + 1e-5)
     p, q = certify.io_norms(exported)
-    assert certify.lipschitz_lower_bound(model, x0, p, q, jax.random.key(3), steps=20) <= upper * (1 + 1e-5)
+    assert certify.lipschitz_lower_bound(model, x0, p, q, jax.random.key(3), steps=10) <= upper * (1 + 1e-5)
 
 
 def tiny_selected(config):
     """A few-second ℓ∞ run holding out a validation split and keeping its best model."""
     config.data.source = "bundled"
-    config.model.widths = (32, 32)
+    config.model.widths = (16, 16)
     config.data.num_train, config.data.num_test, config.data.num_val = 600, 100, 100
-    config.train.num_steps = 24
+    config.train.num_steps = 16
     config.train.log_every = config.train.checkpoint_every = 8
     config.eval.curve_every = 4
     config.eval.select_best = "val_accuracy"
