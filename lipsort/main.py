@@ -9,14 +9,13 @@ Errors are one line on stderr (exit status 2 for a bad config or command line, 1
 failed run, 130 when interrupted); ``LIPSORT_DEBUG=1`` shows the traceback instead.
 """
 import os
-import sys
 import time
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from lipsort import train
-from lipsort.cli import INTERRUPTED, RUN_ERROR, USAGE_ERROR, debug, fail, parse_flags
+from lipsort.cli import RUN_ERROR, USAGE_ERROR, debug, fail, interrupted, parse_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default runs/<config>/<timestamp>).")
@@ -46,9 +45,7 @@ def main(argv):
     except KeyboardInterrupt:
         if debug():
             raise
-        sys.stderr.write(f"lipsort: interrupted; run the same command again to resume {workdir} "
-                         "from its last checkpoint\n")
-        sys.exit(INTERRUPTED)
+        interrupted(f"interrupted; run the same command again to resume {workdir} from its last checkpoint")
     except Exception as e:  # every failure of a run is reported the same way
         fail(e, RUN_ERROR, f"{type(e).__name__}: ")
 

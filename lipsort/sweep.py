@@ -293,7 +293,7 @@ def with_seeds(sweep: Sweep, seeds: str | None) -> Sweep:
 
 def main(argv: list[str], flag_values: dict) -> None:
     """``python -m lipsort.sweep``: the config (with overrides), its sweep, the run, the table."""
-    from lipsort.cli import INTERRUPTED, RUN_ERROR, USAGE_ERROR, fail
+    from lipsort.cli import RUN_ERROR, USAGE_ERROR, fail, interrupted
 
     if len(argv) > 1:
         fail(ValueError(f"unexpected arguments: {argv[1:]}"), USAGE_ERROR, "command line: ")
@@ -312,8 +312,7 @@ def main(argv: list[str], flag_values: dict) -> None:
     except ConfigError as e:
         fail(e, USAGE_ERROR, "config error: ")
     except KeyboardInterrupt:
-        sys.stderr.write(f"lipsort: interrupted; run the same command again to resume the sweep in {root}\n")
-        sys.exit(INTERRUPTED)
+        interrupted(f"interrupted; run the same command again to resume the sweep in {root}")
     except Exception as e:  # every failure of a run is reported the same way
         fail(e, RUN_ERROR, f"{type(e).__name__}: ")
     with open(os.path.join(root, TABLE_MD)) as f:
