@@ -81,7 +81,9 @@ def test_config_builds(path, arg):
 
 # One run per config file (its quick variant): the kinds of toy_wde share all the code
 # but the samplers, which tests/test_distributions.py checks directly.
-@pytest.mark.parametrize("path, arg", [p for p in variants() if p.values[1] == "quick"])
+# robust_fashion_mnist_linf.py runs in test_robust.py (its :paper,quick on the IDX files).
+@pytest.mark.parametrize("path, arg", [p for p in variants() if p.values[1] == "quick"
+                                       and not p.values[0].endswith("robust_fashion_mnist_linf.py")])
 def test_config_runs_one_step(tmp_path, path, arg):
     config = shrink(load(path).get_config(arg))
     skip_without_data(config)

@@ -113,9 +113,9 @@ def test_projected_training_is_certified_and_search_finds_no_violation(norm, pro
     upper = certify.lipschitz_upper_bound(exported)
     assert upper <= k * (1 + 1e-9)
     x0 = jax.random.normal(jax.random.key(2), (8, 6))
+    # The training-time kernels are the exported ones up to float64 rounding (the projection
+    # is exact): one search, on the export.
     assert certify.export_lower_bound(exported, x0, jax.random.key(3), steps=10) <= upper * (1 + 1e-5)
-    p, q = certify.io_norms(exported)
-    assert certify.lipschitz_lower_bound(model, x0, p, q, jax.random.key(3), steps=10) <= upper * (1 + 1e-5)
 
 
 def tiny_selected(config):
@@ -136,33 +136,27 @@ def tiny_selected(config):
 def test_best_model_on_the_validation_curve_is_evaluated_and_resumes(tmp_path):
     config = tiny_selected(load_config("robust_mnist_linf:quick"))
     config.train.learning_rate = 0.05  # large steps: the validation accuracy moves around
-    full = train.train_and_evaluate(config, str(tmp_path / "full"))
-    with open(tmp_path / "full" / "curve.jsonl") as f:
+    # Killed after its first checkpoint and resumed (the best so far is read back from
+    # curve.jsonl and <workdir>/best); resumption itself is bit-exact (test_run_hygiene).
+    assert train.train_and_evaluate(config, str(tmp_path), stop_after_step=8) is None
+    results = train.train_and_evaluate(config, str(tmp_path))
+    with open(tmp_path / "curve.jsonl") as f:
         curve = [json.loads(line) for line in f]
     values = [c["val_accuracy"] for c in curve]
     best = curve[int(np.argmax(values))]
-    assert full["selected"] == {"by": "val_accuracy", "step": best["step"], "value": best["val_accuracy"]}
-    assert full["num_val"] == 100 and full["num_train"] == 500
+    assert results["selected"] == {"by": "val_accuracy", "step": best["step"], "value": best["val_accuracy"]}
+    assert results["num_val"] == 100 and results["num_train"] == 500
+    assert os.path.isdir(tmp_path / "best")
     # The export is the selected model: its validation accuracy is the selected value.
     split = classify.DATASETS["mnist"](config.data, 0)
     _, x_val, y_val = classify.hold_out(split, 100)
-    exported = export.load_export(str(tmp_path / "full"))
-    logits = export.numpy_forward(exported, x_val)
+    logits = export.numpy_forward(export.load_export(str(tmp_path)), x_val)
     assert float(np.mean(np.asarray(certify.margins(logits, y_val)) > 0)) == pytest.approx(best["val_accuracy"])
-    # Killed after its first checkpoint and resumed: the same selection and evaluation.
-    assert train.train_and_evaluate(config, str(tmp_path / "resumed"), stop_after_step=8) is None
-    resumed = train.train_and_evaluate(config, str(tmp_path / "resumed"))
-    assert resumed["selected"] == full["selected"]
-    assert resumed["clean_accuracy"] == full["clean_accuracy"]
-    assert os.path.isdir(tmp_path / "resumed" / "best")
 
 
 def test_selection_needs_a_curve_and_a_validation_split():
     config = tiny_selected(load_config("robust_mnist_linf:quick"))
     config.eval.curve_every = 0
-    with pytest.raises(train.ConfigError, match="select_best='val_accuracy'.*curve_every > 0"):
-        train.validate_config(config)
-    config = tiny_selected(load_config("robust_mnist_linf:quick"))
     config.data.num_val = 600
-    with pytest.raises(train.ConfigError, match="num_val 600 leaves fewer than 10"):
+    with pytest.raises(train.ConfigError, match="(?s)num_val 600 leaves fewer than 10.*curve_every > 0"):
         train.validate_config(config)

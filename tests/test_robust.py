@@ -90,7 +90,7 @@ def short(config):
     config.eval.attack_steps = 5
     config.eval.batch_size = 128  # 300 test points: padding of the last batch is exercised
     config.certify.search_steps = 0  # the lower-bound search is tested elsewhere
-    config.eval.strong_attack.update(points=30, steps=5, restarts=2)
+    config.eval.strong_attack.update(points=30 if config.model.norm == "l2" else 0, steps=5, restarts=2)
     return config
 
 
@@ -111,6 +111,8 @@ def test_certified_le_attack_le_clean_on_a_quick_run(tmp_path, norm):
         assert r["certified_but_broken"][eps] == 0
     assert r["certified_accuracy"][str(config.eval.epsilons[0])] > 0  # the certificate is not empty
     assert r["attack"]["norm"] == ("inf" if norm == "linf" else "2")
+    if norm == "linf":  # the strong attack is wired the same for both norms: one run checks it (CI time)
+        return
     strong = r["strong_attack"]
     assert strong["points"] == 30 and set(strong["per_eps"]) == {str(e) for e in config.eval.epsilons if e > 0}
     for report in strong["per_eps"].values():
@@ -155,6 +157,7 @@ def test_mnist_configs_read_full_mnist_through_tfds(tmp_path):
     config.train.log_every = config.train.checkpoint_every = 2
     config.data.num_train = config.data.num_test = 0
     config.eval.epsilons = (0.5,)
+    config.eval.strong_attack.points = 0
     with tfds.testing.mock_data(num_examples=40):
         r = train.train_and_evaluate(config, str(tmp_path))
     assert r["data_source"] == "tfds:mnist" and r["num_test"] == 40
