@@ -30,3 +30,38 @@ def tiny_abs(num_steps=12):
     config.data.grid_size = 101
     config.certify.search_steps = 2
     return config
+
+
+def train_retracting(model, make_tx, steps=10):
+    """``steps`` large cross-entropy updates of ``model`` (6 inputs, 3 classes) on one fixed
+    random batch, each followed by ``model.retract()`` as lipsort.train does. ``make_tx(model,
+    params)`` builds the optax optimizer. Returns the trained model and every step's
+    retraction (or projection) metrics."""
+    import jax
+    import optax
+    from flax import nnx
+
+    x = jax.random.normal(jax.random.key(0), (64, 6))
+    y = jax.random.randint(jax.random.key(1), (64,), 0, 3)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    tx = make_tx(model, params)
+    opt_state = tx.init(params)
+
+    def loss(params):
+        logits = nnx.merge(graphdef, params, rest, copy=True)(x)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    @jax.jit
+    def step(params, rest, opt_state):
+        updates, opt_state = tx.update(jax.grad(loss)(params), opt_state, params)
+        m = nnx.merge(graphdef, optax.apply_updates(params, updates), rest)
+        stats = m.retract()
+        _, params, rest = nnx.split(m, nnx.Param, ...)
+        return params, rest, opt_state, stats
+
+    history = []
+    for _ in range(steps):
+        params, rest, opt_state, stats = step(params, rest, opt_state)
+        history.append(stats)
+    return nnx.merge(graphdef, params, rest), history
+

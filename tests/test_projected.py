@@ -11,6 +11,7 @@ import optax
 import pytest
 from flax import nnx
 
+from conftest import train_retracting
 from lipsort import certify, export, train
 from lipsort.config_loader import load_config
 from lipsort.layers import LipschitzDense
@@ -86,28 +87,8 @@ def test_projected_training_is_certified_and_search_finds_no_violation(norm, pro
     spec = MLPSpec(in_features=6, widths=(16, 16), out_features=3, activation="max_min", constraint="linf",
                    norm=norm, lipschitz_constant=k, linf_training="projected", linf_projection=projection)
     model = LipschitzMLP(spec, rngs=nnx.Rngs(0))
-    x = jax.random.normal(jax.random.key(0), (64, 6))
-    y = jax.random.randint(jax.random.key(1), (64,), 0, 3)
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    tx = optax.sgd(0.3, momentum=0.9)
-    opt_state = tx.init(params)
-
-    def loss(params):
-        logits = nnx.merge(graphdef, params, rest, copy=True)(x)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-
-    @jax.jit
-    def step(params, rest, opt_state):
-        updates, opt_state = tx.update(jax.grad(loss)(params), opt_state, params)
-        m = nnx.merge(graphdef, optax.apply_updates(params, updates), rest)
-        stats = m.retract()
-        _, params, rest = nnx.split(m, nnx.Param, ...)
-        return params, rest, opt_state, stats
-
-    for _ in range(10):
-        params, rest, opt_state, stats = step(params, rest, opt_state)
-    assert set(stats) == {"projection_excess"}
-    model = nnx.merge(graphdef, params, rest)
+    model, history = train_retracting(model, lambda m, p: optax.sgd(0.3, momentum=0.9))
+    assert set(history[-1]) == {"projection_excess"}
     model.eval()
     exported = export.export_model(model)
     upper = certify.lipschitz_upper_bound(exported)
