@@ -506,3 +506,41 @@ def robust_paper_protocol(config: ml_collections.ConfigDict, *, num_images: int,
     config.eval.curve_every = steps_per_epoch
     config.eval.select_best = "val_accuracy"
     return config
+
+
+# --- convolutional robustness configs (configs/robust_*_conv_l2.py) ---------------------------
+
+ROBUST_CONV_KINDS = ("aol", "relu", "unconstrained")  # default: BCOP convs + GroupSort
+ROBUST_CONV_FLAGS = ("quick", "paper", "circular")
+
+
+def robust_conv_config(args: Arg, dataset: str, *, num_images: int | None, config_file: str,
+                       channels: tuple[int, ...] = (16, 32, 64),
+                       downsample: tuple[bool, ...] = (True, True, False)) -> ml_collections.ConfigDict:
+    """A certified ℓ2 conv classifier (lipsort.conv_models): conv layers of ``channels``
+    (3×3, BCOP-orthogonal, zero padding; ``circular``: circular padding), GroupSort(2) on
+    channels, space_to_depth(2) after the layers ``downsample`` marks, then a Björck
+    (retraction) head 256 → 10; multiclass hinge with margin 1.5 as the ℓ2 MLPs. Kinds:
+    ``aol`` (AOL convs), ``relu``, ``unconstrained`` (no constraint anywhere, ReLU,
+    cross-entropy). ``quick``: channels (8, 16), head 64, 2,000 training images."""
+    config = robust_base_config(args.quick)
+    config.data.dataset = dataset
+    model = config.model
+    model.kind = "conv"
+    model.conv_channels = (8, 16) if args.quick else channels
+    model.downsample = (True, True) if args.quick else downsample
+    model.kernel_size = 3
+    model.padding = "circular" if "circular" in args.flags else "zeros"
+    model.conv_constraint = "aol" if args.kind == "aol" else "bcop"
+    model.widths = (64,) if args.quick else (256,)
+    model.activation = "group_sort"
+    model.constraint = "bjorck"
+    model.norm = "l2"
+    model.bjorck_iters = 15  # the BCOP factors' unrolled Björck steps (small matrices)
+    model.bjorck_training = "retraction"  # the dense head, as the ℓ2 MLPs
+    config.train.margin = 1.5
+    config.eval.epsilons = (0.3, 0.5, 1.0, 1.58)
+    robust_apply_paper(config, args, num_images, linf=False, config_file=config_file)
+    if args.kind == "unconstrained":
+        model.conv_constraint = "none"
+    return robust_apply_kind(config, args.kind if args.kind != "aol" else None)

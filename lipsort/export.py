@@ -19,7 +19,18 @@ Record types (:data:`RECORD_TYPES`; a new layer kind is one new entry):
 
 - ``{"type": "dense", "kernel", "bias", "constraint", "norms": [p_in, p_out], "bound"}``:
   h ← h @ kernel + bias, kernel (in, out);
-- ``{"type": "activation", "name", "group_size", "lipschitz"}`` on the last axis.
+- ``{"type": "conv", "kernel", "bias", "strides": [sh, sw], "padding": "zeros" | "circular",
+  "constraint", "norms": ["2", "2"], "input_size": [H, W], "bound"}``: h ← conv(h, kernel)
+  + bias on NHWC h, kernel HWIO (:func:`lipsort.convolution.conv`); ``input_size`` is the
+  H×W the layer sees, which its ``bound`` (:func:`lipsort.convolution.certified_conv_norm`:
+  exact for circular padding, a proven upper bound for zero padding) is certified for;
+- ``{"type": "activation", "name", "group_size", "lipschitz"}`` on the last axis
+  (channels for images);
+- ``{"type": "space_to_depth", "block": b}``: (H, W, C) → (H/b, W/b, b·b·C), a permutation;
+- ``{"type": "flatten"}``: row-major reshape to a vector.
+
+An export whose ``input_shape`` is an image (H, W, C) also takes its inputs flattened
+row-major, (N, H·W·C), and reshapes them first (an isometry: the certificate is the same).
 
 Constraints are applied exactly at export (:meth:`lipsort.layers.LipschitzDense.export_kernel`),
 so inference pays no constraint cost. A kernel whose exact norm still exceeds its bound
@@ -79,6 +90,31 @@ def _dense_bound(record: dict, arrays: dict) -> float:
     return constraints.get(record.get("constraint", "none")).bound(arrays[record["kernel"]], p, q)
 
 
+def _conv_bound(record: dict, arrays: dict) -> float:
+    from lipsort import convolution
+
+    return convolution.certified_conv_norm(arrays[record["kernel"]], record["input_size"], record["padding"])
+
+
+def _conv_numpy(record, arrays, h):
+    from lipsort import convolution
+
+    y = convolution.conv_numpy(h, arrays[record["kernel"]], record["strides"], record["padding"])
+    return y + arrays[record["bias"]].astype(y.dtype, copy=False)
+
+
+def _conv_jax(record, params, h):
+    from lipsort import convolution
+
+    return convolution.conv(h, params[record["kernel"]], record["strides"], record["padding"]) + params[record["bias"]]
+
+
+def _space_to_depth(record, arrays, h):
+    from lipsort import convolution
+
+    return convolution.space_to_depth(h, record["block"])
+
+
 def _activation_numpy(record, arrays, h):
     return activations.lookup(record["name"]).numpy(h, record["group_size"])
 
@@ -94,6 +130,12 @@ RECORD_TYPES: dict[str, RecordType] = {
         bound=_dense_bound,
         linear=True,
     ),
+    "conv": RecordType(numpy=_conv_numpy, jax=_conv_jax, bound=_conv_bound, linear=True),
+    "space_to_depth": RecordType(numpy=_space_to_depth, jax=_space_to_depth, bound=lambda r, arrays: 1.0,
+                                 linear=False),
+    "flatten": RecordType(numpy=lambda r, arrays, h: h.reshape(h.shape[0], -1),
+                          jax=lambda r, params, h: h.reshape(h.shape[0], -1), bound=lambda r, arrays: 1.0,
+                          linear=False),
     "activation": RecordType(
         numpy=_activation_numpy,
         jax=_activation_jax,
@@ -170,8 +212,12 @@ def fit_under(kernel64: np.ndarray, bound: float, p: float, q: float) -> np.ndar
 
 def export_model(model) -> ExportedModel:
     """Exact constrained float32 weights of a :class:`lipsort.models.LipschitzMLP`, K
-    folded into the last layer, as typed records (and the flat dense keys)."""
+    folded into the last layer, as typed records (and the flat dense keys); a model with
+    its own ``export()`` (:class:`lipsort.conv_models.LipschitzConvNet`) exports itself."""
     from lipsort.models import layer_norm_chain  # models imports layers, not export
+
+    if hasattr(model, "export"):
+        return model.export()
 
     spec = model.spec
     chain = layer_norm_chain(spec, model.constraints)
@@ -258,24 +304,37 @@ def load_export(directory: str) -> ExportedModel:
 # --- forward passes ---------------------------------------------------------------------------
 
 
+def _as_input(h, input_shape):
+    """Flat (N, H·W·C) rows of an image model reshaped to (N, H, W, C); others unchanged."""
+    if len(input_shape) > 1 and h.ndim == 2:
+        return h.reshape((h.shape[0],) + tuple(input_shape))
+    return h
+
+
 def numpy_forward(exported: ExportedModel, x: np.ndarray) -> np.ndarray:
     """f(x) from an export with numpy only: the records applied in order."""
-    h = np.asarray(x)
+    h = _as_input(np.asarray(x), exported.meta.get("input_shape", ()))
     for record in exported.layers:
         h = record_type(record).numpy(record, exported.arrays, h)
     return h
 
 
+# Record keys that do not change the function (only its certificate): exports that differ
+# in them alone share one apply function, hence one compilation of every search over it.
+_NOT_FUNCTIONAL = ("bound", "constraint", "norms", "input_size", "lipschitz")
+
+
 def _frozen(record: dict) -> tuple:
-    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in record.items() if k != "bound"))
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in record.items()
+                        if k not in _NOT_FUNCTIONAL))
 
 
 @functools.lru_cache(maxsize=None)
-def _apply_for(structure: tuple) -> Callable:
+def _apply_for(structure: tuple, input_shape: tuple = ()) -> Callable:
     records = [dict(r) for r in structure]
 
     def apply(params, x):
-        h = x
+        h = _as_input(x, input_shape)
         for record in records:
             h = record_type(record).jax(record, params, h)
         return h
@@ -289,7 +348,7 @@ def export_apply(exported: ExportedModel) -> Callable:
     One function object per record structure (arrays aside), so jitted searches over many
     exports of the same architecture compile once; ``params`` is :func:`export_params`.
     """
-    return _apply_for(tuple(_frozen(r) for r in exported.layers))
+    return _apply_for(tuple(_frozen(r) for r in exported.layers), tuple(exported.meta.get("input_shape", ())))
 
 
 def export_params(exported: ExportedModel) -> dict:

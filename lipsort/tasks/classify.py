@@ -58,6 +58,7 @@ class Split:
     num_classes: int
     source: str
     clip: tuple[float, float] | None  # the data range attacks must stay in (images)
+    image_shape: tuple | None = None  # (H, W, C) of the flattened images; None for vectors
 
 
 def _two_moons(data, seed: int) -> Split:
@@ -82,7 +83,8 @@ def _images(data, seed: int) -> Split:
 
     d = data_lib.load(data)
     lo, hi = (float(v) for v in data.get("pixel_range", (0.0, 1.0)))
-    return Split(d.x_train, d.y_train, d.x_test, d.y_test, int(d.num_classes), d.source, (lo, hi))
+    return Split(d.x_train, d.y_train, d.x_test, d.y_test, int(d.num_classes), d.source, (lo, hi),
+                 tuple(d.image_shape))
 
 
 # config.data.dataset → fn(config.data, seed) → Split.
@@ -302,4 +304,5 @@ def make_task(config) -> Task:
         certify_points=x_test[:8],
         curve=curve if len(x_val) else None,
         seed_dependent=dataset == "two_moons",  # the moons are drawn with config.seed
+        input_shape=split.image_shape,
     )

@@ -1,0 +1,216 @@
+"""The convolution operator and its norm: apply (JAX and numpy), compose, certify.
+
+Conventions (DESIGN.md, export format 2): images are NHWC, kernels HWIO (kh, kw, c_in,
+c_out), and a convolution is XLA's cross-correlation
+
+    y[n, i, j, o] = Σ_{u, v, c} x_pad[n, i·s_h + u, j·s_w + v, c] · K[u, v, c, o].
+
+Paddings (:data:`PADDINGS`): ``"zeros"`` is XLA's SAME zero padding; ``"circular"`` pads
+by (k−1)//2 before and k//2 after with wrap-around, then VALID. With stride 1 both keep
+the spatial size.
+
+The certified norm (:func:`certified_conv_norm`, float64). A stride-1 circular
+convolution on an N₁×N₂ torus is block-diagonalized by the 2-D DFT: its ℓ2 operator norm
+is exactly max over the N₁·N₂ frequencies f of σ_max(K̂(f)), K̂(f) = Σ_{u,v} K[u, v]
+e^{−2πi(f₁u/N₁ + f₂v/N₂)} (a c_in×c_out matrix). A zero-padded (SAME) convolution of an
+H×W input is the restriction of the circular one on the torus of (H + kh − 1)×(W + kw − 1)
+to the zero-embedded input and the H×W output window (no wrapped tap reaches a nonzero
+pixel), so that torus's norm is a proven upper bound. A stride only drops outputs, so
+the stride-1 operator's norm bounds the strided one.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+PADDINGS: tuple[str, ...] = ("zeros", "circular")
+_DIMENSIONS = ("NHWC", "HWIO", "NHWC")
+
+
+def check_padding(padding: str) -> str:
+    if padding not in PADDINGS:
+        raise ValueError(f"Unknown padding {padding!r}; valid paddings are: {', '.join(PADDINGS)}.")
+    return padding
+
+
+def _same_pads(size: int, k: int, stride: int) -> tuple[int, int]:
+    """XLA's SAME padding of one spatial axis: (before, after)."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + k - size, 0)
+    return total // 2, total - total // 2
+
+
+def _circular_pads(k: int) -> tuple[int, int]:
+    return (k - 1) // 2, k // 2
+
+
+def output_size(size: int, k: int, stride: int, padding: str) -> int:
+    """The output length of one spatial axis (ceil(size / stride) for both paddings)."""
+    check_padding(padding)
+    return -(-size // stride)
+
+
+def conv(x: Array, kernel: Array, strides=(1, 1), padding: str = "zeros") -> Array:
+    """The convolution of NHWC ``x`` with HWIO ``kernel`` (JAX, differentiable)."""
+    strides = tuple(int(s) for s in strides)
+    if check_padding(padding) == "circular":
+        pads = [(0, 0)] + [_circular_pads(k) for k in kernel.shape[:2]] + [(0, 0)]
+        x = jnp.pad(x, pads, mode="wrap")
+        return jax.lax.conv_general_dilated(x, kernel, strides, "VALID", dimension_numbers=_DIMENSIONS)
+    return jax.lax.conv_general_dilated(x, kernel, strides, "SAME", dimension_numbers=_DIMENSIONS)
+
+
+def conv_numpy(x: np.ndarray, kernel: np.ndarray, strides=(1, 1), padding: str = "zeros") -> np.ndarray:
+    """:func:`conv` with numpy only (what an export's reader runs), in x's precision."""
+    x, kernel = np.asarray(x), np.asarray(kernel)
+    (kh, kw), (sh, sw) = kernel.shape[:2], strides
+    if check_padding(padding) == "circular":
+        pads = [_circular_pads(kh), _circular_pads(kw)]
+    else:
+        pads = [_same_pads(x.shape[1], kh, sh), _same_pads(x.shape[2], kw, sw)]
+    x = np.pad(x, [(0, 0), *pads, (0, 0)], mode="wrap" if padding == "circular" else "constant")
+    windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]
+    return np.einsum("nijcuv,uvco->nijo", windows, kernel.astype(x.dtype, copy=False))
+
+
+def space_to_depth(x, block: int):
+    """(N, H, W, C) → (N, H/b, W/b, b·b·C), out[i, j, (di·b + dj)·C + c] = x[i·b + di, j·b + dj, c].
+
+    A permutation of the entries (an isometry in every ℓp). Works on numpy and JAX arrays.
+    """
+    n, h, w, c = x.shape
+    if h % block or w % block:
+        raise ValueError(f"space_to_depth({block}) needs a height and width divisible by {block}, got {h}×{w}.")
+    x = x.reshape(n, h // block, block, w // block, block, c)
+    x = x.transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(n, h // block, w // block, block * block * c)
+
+
+def compose_kernels(a, b, xp=jnp):
+    """The kernel of ``conv(conv(x, a), b)`` up to a circular shift: (ah+bh−1, aw+bw−1, c1, c3),
+    C[t] = Σ_{u+v=t} A[u]·B[v] (kernels HWIO, x a row vector of channels).
+
+    For circular padding, conv(·, C) is the composition shifted by a whole number of
+    pixels (the two kernels' centres add up to C's centre or one pixel off), which keeps
+    every operator norm; so the composition of orthogonal convolutions is orthogonal.
+    """
+    bh, bw = b.shape[:2]
+    total = None
+    for vh in range(bh):
+        for vw in range(bw):
+            term = xp.einsum("hwij,jk->hwik", a, b[vh, vw])
+            term = xp.pad(term, [(vh, bh - 1 - vh), (vw, bw - 1 - vw), (0, 0), (0, 0)])
+            total = term if total is None else total + term
+    return total
+
+
+def kernel_gram(kernel: Array) -> Array:
+    """The conv operator's Gram PᵀP as a kernel: G[t, i, j] = Σ_{u, o} K[u, i, o] K[u + t, j, o]
+    for every offset t ∈ [−(k−1), k−1]² (shape (2kh−1, 2kw−1, c_in, c_in), JAX)."""
+    kh, kw = kernel.shape[:2]
+    lhs = jnp.transpose(kernel, (2, 0, 1, 3))  # a batch of c_in images (kh, kw) with c_out channels
+    rhs = jnp.transpose(kernel, (0, 1, 3, 2))  # (kh, kw, c_out, c_in)
+    out = jax.lax.conv_general_dilated(lhs, rhs, (1, 1), [(kh - 1, kh - 1), (kw - 1, kw - 1)],
+                                       dimension_numbers=_DIMENSIONS,
+                                       precision=jax.lax.Precision.HIGHEST)
+    return jnp.transpose(out, (1, 2, 0, 3))
+
+
+def kernel_gram_numpy(kernel: np.ndarray) -> np.ndarray:
+    """:func:`kernel_gram` in numpy float64 (the export's)."""
+    k = np.asarray(kernel, np.float64)
+    kh, kw = k.shape[:2]
+    padded = np.pad(k, [(kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0), (0, 0)])
+    gram = np.empty((2 * kh - 1, 2 * kw - 1, k.shape[2], k.shape[2]))
+    for th in range(2 * kh - 1):
+        for tw in range(2 * kw - 1):
+            shifted = padded[th: th + kh, tw: tw + kw]  # K[u + t] with t = (th, tw) − (k − 1)
+            gram[th, tw] = np.einsum("uvio,uvjo->ij", shifted, k)
+    return gram
+
+
+# AOL divides by √d; a dead input channel (d = 0) gets a finite scale.
+AOL_EPS = 1e-12
+
+
+def aol_rescale(kernel: Array) -> Array:
+    """AOL (Prach & Lampert 2022): K · diag(d)^{-1/2} on the input channels, with
+    d_i = Σ_{t, j} |G[t, i, j]| the absolute row sums of the operator's Gram
+    (:func:`kernel_gram`). Then ‖conv(·, K′)‖₂ ≤ 1 for circular padding (Gershgorin on
+    D PᵀP D) and hence for zero padding and any stride (module docstring)."""
+    d = jnp.sum(jnp.abs(kernel_gram(kernel)), axis=(0, 1, 3))
+    return kernel * jax.lax.rsqrt(d + AOL_EPS)[None, None, :, None]
+
+
+def aol_rescale_numpy(kernel: np.ndarray) -> np.ndarray:
+    """:func:`aol_rescale` in numpy float64."""
+    k = np.asarray(kernel, np.float64)
+    d = np.abs(kernel_gram_numpy(k)).sum(axis=(0, 1, 3))
+    return k / np.sqrt(d + AOL_EPS)[None, None, :, None]
+
+
+def _folded(kernel: np.ndarray, n1: int, n2: int) -> np.ndarray:
+    """The kernel's taps summed modulo the torus (a kernel larger than the torus wraps)."""
+    kh, kw = kernel.shape[:2]
+    out = np.zeros((n1, n2) + kernel.shape[2:], kernel.dtype)
+    for u in range(kh):
+        for v in range(kw):
+            out[u % n1, v % n2] += kernel[u, v]
+    return out
+
+
+def torus_size(input_hw, kernel_hw, padding: str) -> tuple[int, int]:
+    """The torus whose circular convolution certifies the layer (module docstring)."""
+    if check_padding(padding) == "circular":
+        return tuple(int(s) for s in input_hw)
+    return tuple(int(s) + int(k) - 1 for s, k in zip(input_hw, kernel_hw))
+
+
+def certified_conv_norm(kernel, input_hw, padding: str) -> float:
+    """A proven upper bound of the ℓ2 operator norm of the convolution of an
+    ``input_hw`` image with ``kernel`` (any stride), in float64.
+
+    Exact (up to the margin below) for stride-1 circular padding; for zero padding the
+    norm of the circular convolution on the enlarged torus (module docstring). The
+    margin covers the rounding of the float64 FFT and SVD: each K̂(f) is computed with a
+    Frobenius error ≤ c·u·log₂(N₁N₂)·S and its σ_max with an error ≤ c·u·n·S
+    (u = 2⁻⁵³, S = ‖(Σ_taps |K|)‖_F ≥ every ‖K̂(f)‖₂); 8·u·(log₂(N₁N₂) + n + 1)·S is far above both.
+    """
+    k = np.asarray(kernel, np.float64)
+    n1, n2 = torus_size(input_hw, k.shape[:2], padding)
+    spectrum = np.fft.fft2(_folded(k, n1, n2), axes=(0, 1))
+    matrices = spectrum.reshape(n1 * n2, k.shape[2], k.shape[3])
+    sigma = float(np.linalg.svd(matrices, compute_uv=False)[:, 0].max())
+    scale = float(np.linalg.norm(np.abs(k).sum(axis=(0, 1))))
+    margin = 8.0 * 2.0**-53 * (math.log2(n1 * n2) + max(k.shape[2:]) + 1) * scale
+    return sigma + margin
+
+
+def conv_operator_norm_estimate(kernel: Array, input_shape, strides=(1, 1), padding: str = "zeros",
+                                iters: int = 100, seed: int = 0) -> float:
+    """A power-iteration estimate (a lower bound, up to convergence) of the ℓ2 norm of
+    the convolution on ``input_shape`` (H, W, C): iterates x ← PᵀP x by reverse mode."""
+    kernel = jnp.asarray(kernel, jnp.float32)
+
+    def op(x):
+        return conv(x, kernel, strides, padding)
+
+    def step(x, _):
+        y, vjp = jax.vjp(op, x)
+        (x,) = vjp(y)
+        return x / jnp.linalg.norm(x), None
+
+    x = jax.random.normal(jax.random.key(seed), (1, *input_shape), jnp.float32)
+    x, _ = jax.lax.scan(step, x / jnp.linalg.norm(x), None, length=iters)
+    return float(jnp.linalg.norm(op(x)))
+
+
+__all__ = [
+    "PADDINGS", "conv", "conv_numpy", "space_to_depth", "compose_kernels", "kernel_gram", "kernel_gram_numpy",
+    "aol_rescale", "aol_rescale_numpy", "certified_conv_norm", "conv_operator_norm_estimate", "output_size",
+    "torus_size",
+]
