@@ -14,9 +14,12 @@ upper bound for zero padding). Loss, margin (1.5), ε and data as configs/robust
 (bundled digits offline). Kinds: ``aol``, ``relu``, ``unconstrained``; flags ``quick``,
 ``paper`` (:func:`configs.common.robust_paper_protocol`), ``circular``.
 
-Time and results (2 CPU cores, no GPU, 2026-12-02, a training job sharing the cores):
-``:quick`` (channels 8, 16, head 64, 150 steps on 2,000 digits) is in
-experiments/results/robustness_conv.md with its command.
+Time and results (2 CPU cores, no GPU, 2026-12-02, a niced training job sharing the
+cores): ``:quick`` (channels 8, 16, head 64, 150 steps of 256 on 2,000 bundled digits, 500
+test digits; the first command above) took 106 s; clean 90.2 %, certified / PGD at ε = 0.3:
+79.0 % / 84.4 %, 0.5: 69.8 % / 80.8 %, 1.0: 33.8 % / 62.8 %, 1.58: 4.2 % / 36.2 %; certified
+bound 0.999999, lower-bound search 0.79. The full-size network on full Fashion-MNIST:
+experiments/results/robustness_conv_fashion_mnist.md.
 """
 from configs import common
 

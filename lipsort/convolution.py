@@ -54,12 +54,44 @@ def output_size(size: int, k: int, stride: int, padding: str) -> int:
     return -(-size // stride)
 
 
-def conv(x: Array, kernel: Array, strides=(1, 1), padding: str = "zeros") -> Array:
-    """The convolution of NHWC ``x`` with HWIO ``kernel`` (JAX, differentiable)."""
-    strides = tuple(int(s) for s in strides)
+# How the JAX convolution is computed (:func:`conv`): XLA's convolution, or the patches of
+# the padded input (kh·kw strided slices, concatenated on the channel axis) times the
+# reshaped kernel, one matmul. On XLA:CPU a convolution inside a while loop (every
+# lax.scan: the training chunks, PGD, the searches) takes a slow path, ~20× its time
+# outside one (jax-ml/jax#12868; 1.6 s vs 69 ms for the gradient of a 14×14×64→32 conv
+# at batch 256, this repo's 2-core CPU, 2026-12-02), while the matmul form runs at
+# 76–83 ms inside a scan. "auto": the matmul form on CPU, XLA's convolution elsewhere.
+CONV_IMPLEMENTATIONS: tuple[str, ...] = ("auto", "xla", "matmul")
+
+
+def _padded(x: Array, kernel_hw, strides, padding: str, xp=jnp) -> Array:
+    (kh, kw), (sh, sw) = kernel_hw, strides
     if check_padding(padding) == "circular":
-        pads = [(0, 0)] + [_circular_pads(k) for k in kernel.shape[:2]] + [(0, 0)]
-        x = jnp.pad(x, pads, mode="wrap")
+        return xp.pad(x, [(0, 0), _circular_pads(kh), _circular_pads(kw), (0, 0)], mode="wrap")
+    pads = [_same_pads(x.shape[1], kh, sh), _same_pads(x.shape[2], kw, sw)]
+    return xp.pad(x, [(0, 0), *pads, (0, 0)])
+
+
+def _conv_matmul(x: Array, kernel: Array, strides, padding: str) -> Array:
+    kh, kw, c_in, c_out = kernel.shape
+    (sh, sw), (h, w) = strides, x.shape[1:3]
+    ho, wo = -(-h // sh), -(-w // sw)
+    x = _padded(x, (kh, kw), strides, padding)
+    patches = jnp.concatenate([x[:, u: u + sh * (ho - 1) + 1: sh, v: v + sw * (wo - 1) + 1: sw]
+                               for u in range(kh) for v in range(kw)], axis=-1)
+    return patches @ kernel.reshape(kh * kw * c_in, c_out)
+
+
+def conv(x: Array, kernel: Array, strides=(1, 1), padding: str = "zeros", impl: str = "auto") -> Array:
+    """The convolution of NHWC ``x`` with HWIO ``kernel`` (JAX, differentiable);
+    ``impl``: :data:`CONV_IMPLEMENTATIONS` (the same function, computed two ways)."""
+    strides = tuple(int(s) for s in strides)
+    if impl not in CONV_IMPLEMENTATIONS:
+        raise ValueError(f"Unknown conv impl {impl!r}; valid: {', '.join(CONV_IMPLEMENTATIONS)}.")
+    if impl == "matmul" or (impl == "auto" and jax.default_backend() == "cpu"):
+        return _conv_matmul(x, kernel, strides, padding)
+    if check_padding(padding) == "circular":
+        x = _padded(x, kernel.shape[:2], strides, padding)
         return jax.lax.conv_general_dilated(x, kernel, strides, "VALID", dimension_numbers=_DIMENSIONS)
     return jax.lax.conv_general_dilated(x, kernel, strides, "SAME", dimension_numbers=_DIMENSIONS)
 
@@ -68,11 +100,7 @@ def conv_numpy(x: np.ndarray, kernel: np.ndarray, strides=(1, 1), padding: str =
     """:func:`conv` with numpy only (what an export's reader runs), in x's precision."""
     x, kernel = np.asarray(x), np.asarray(kernel)
     (kh, kw), (sh, sw) = kernel.shape[:2], strides
-    if check_padding(padding) == "circular":
-        pads = [_circular_pads(kh), _circular_pads(kw)]
-    else:
-        pads = [_same_pads(x.shape[1], kh, sh), _same_pads(x.shape[2], kw, sw)]
-    x = np.pad(x, [(0, 0), *pads, (0, 0)], mode="wrap" if padding == "circular" else "constant")
+    x = _padded(x, (kh, kw), strides, padding, np)
     windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]
     return np.einsum("nijcuv,uvco->nijo", windows, kernel.astype(x.dtype, copy=False))
 
@@ -108,29 +136,16 @@ def compose_kernels(a, b, xp=jnp):
     return total
 
 
-def kernel_gram(kernel: Array) -> Array:
+def kernel_gram(kernel, xp=jnp):
     """The conv operator's Gram PᵀP as a kernel: G[t, i, j] = Σ_{u, o} K[u, i, o] K[u + t, j, o]
-    for every offset t ∈ [−(k−1), k−1]² (shape (2kh−1, 2kw−1, c_in, c_in), JAX)."""
+    for every offset t ∈ [−(k−1), k−1]² (shape (2kh−1, 2kw−1, c_in, c_in); JAX, or numpy
+    with ``xp=np``). One small contraction per offset: no convolution op (see
+    :data:`CONV_IMPLEMENTATIONS` on XLA:CPU's convolutions inside loops)."""
     kh, kw = kernel.shape[:2]
-    lhs = jnp.transpose(kernel, (2, 0, 1, 3))  # a batch of c_in images (kh, kw) with c_out channels
-    rhs = jnp.transpose(kernel, (0, 1, 3, 2))  # (kh, kw, c_out, c_in)
-    out = jax.lax.conv_general_dilated(lhs, rhs, (1, 1), [(kh - 1, kh - 1), (kw - 1, kw - 1)],
-                                       dimension_numbers=_DIMENSIONS,
-                                       precision=jax.lax.Precision.HIGHEST)
-    return jnp.transpose(out, (1, 2, 0, 3))
-
-
-def kernel_gram_numpy(kernel: np.ndarray) -> np.ndarray:
-    """:func:`kernel_gram` in numpy float64 (the export's)."""
-    k = np.asarray(kernel, np.float64)
-    kh, kw = k.shape[:2]
-    padded = np.pad(k, [(kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0), (0, 0)])
-    gram = np.empty((2 * kh - 1, 2 * kw - 1, k.shape[2], k.shape[2]))
-    for th in range(2 * kh - 1):
-        for tw in range(2 * kw - 1):
-            shifted = padded[th: th + kh, tw: tw + kw]  # K[u + t] with t = (th, tw) − (k − 1)
-            gram[th, tw] = np.einsum("uvio,uvjo->ij", shifted, k)
-    return gram
+    padded = xp.pad(kernel, [(kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0), (0, 0)])
+    rows = [xp.stack([xp.einsum("uvio,uvjo->ij", kernel, padded[th: th + kh, tw: tw + kw])
+                      for tw in range(2 * kw - 1)]) for th in range(2 * kh - 1)]
+    return xp.stack(rows)
 
 
 # AOL divides by √d; a dead input channel (d = 0) gets a finite scale.
@@ -149,7 +164,7 @@ def aol_rescale(kernel: Array) -> Array:
 def aol_rescale_numpy(kernel: np.ndarray) -> np.ndarray:
     """:func:`aol_rescale` in numpy float64."""
     k = np.asarray(kernel, np.float64)
-    d = np.abs(kernel_gram_numpy(k)).sum(axis=(0, 1, 3))
+    d = np.abs(kernel_gram(k, np)).sum(axis=(0, 1, 3))
     return k / np.sqrt(d + AOL_EPS)[None, None, :, None]
 
 
@@ -210,7 +225,7 @@ def conv_operator_norm_estimate(kernel: Array, input_shape, strides=(1, 1), padd
 
 
 __all__ = [
-    "PADDINGS", "conv", "conv_numpy", "space_to_depth", "compose_kernels", "kernel_gram", "kernel_gram_numpy",
+    "PADDINGS", "conv", "conv_numpy", "space_to_depth", "compose_kernels", "kernel_gram",
     "aol_rescale", "aol_rescale_numpy", "certified_conv_norm", "conv_operator_norm_estimate", "output_size",
     "torus_size",
 ]

@@ -48,8 +48,12 @@ def test_compose_kernels_is_the_composition_up_to_a_shift():
 
 def test_kernel_gram_and_aol_agree_in_jax_and_numpy():
     kernel = RNG.normal(size=(3, 3, 3, 4))
-    np.testing.assert_allclose(convolution.kernel_gram(jnp.asarray(kernel)), convolution.kernel_gram_numpy(kernel),
-                               atol=1e-4)
+    gram = convolution.kernel_gram(kernel, np)
+    t = (1, 2)  # offset (−1, 0): G[t, i, j] = Σ_{u, o} K[u, i, o] K[u + t, j, o], by hand
+    by_hand = sum(np.outer(kernel[u, v, :, o], kernel[u - 1, v, :, o]) for u in range(1, 3) for v in range(3)
+                  for o in range(4))
+    np.testing.assert_allclose(gram[t], by_hand, atol=1e-12)
+    np.testing.assert_allclose(convolution.kernel_gram(jnp.asarray(kernel)), gram, atol=1e-4)
     np.testing.assert_allclose(convolution.aol_rescale(jnp.asarray(kernel)), convolution.aol_rescale_numpy(kernel),
                                rtol=1e-5, atol=1e-7)
     for padding in convolution.PADDINGS:
@@ -215,3 +219,27 @@ def test_conv_config_errors_are_clear(overrides, message):
 def test_conv_model_needs_images():
     with pytest.raises(ValueError, match="needs image data"):
         models.spec_from_config(conv_config(), 2, 2, None)
+
+
+def test_cifar10_conv_config_runs_on_synthetic_batches(tmp_path):
+    """configs/robust_cifar10_conv_l2.py end to end (one step) on synthetic python batches."""
+    from lipsort import data, train
+    from lipsort.config_loader import load_config
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "cifar-10-batches-py"
+    data.write_cifar_batches(str(folder), rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8),
+                             rng.integers(0, 10, 40), rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8),
+                             rng.integers(0, 10, 12))
+    config = load_config("configs/robust_cifar10_conv_l2.py:quick")
+    config.data.update(source="cifar_batches", data_dir=str(tmp_path), num_train=40, num_test=12)
+    config.train.update(num_steps=1, log_every=1, checkpoint_every=1, batch_size=8)
+    config.eval.update(attack_steps=1, epsilons=(36 / 255,))
+    config.certify.search_steps = 1
+    results = train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert results["data_source"].startswith("cifar_batches")
+    assert f"{36 / 255}" in results["certified_accuracy"]
+    assert results["lipschitz_upper_bound"] <= 1.0
+    exported = export.load_export(str(tmp_path / "run"))
+    assert exported.meta["input_shape"] == [32, 32, 3]
+    assert [r["input_size"] for r in exported.layers if r["type"] == "conv"] == [[32, 32], [16, 16]]
