@@ -81,9 +81,14 @@ def test_config_builds(path, arg):
 
 # One run per config file (its quick variant): the kinds of toy_wde share all the code
 # but the samplers, which tests/test_distributions.py checks directly.
-# robust_fashion_mnist_linf.py runs in test_robust.py (its :paper,quick on the IDX files).
+# robust_fashion_mnist_linf.py runs in test_robust.py (its :paper,quick on the IDX files);
+# robust_fashion_mnist_conv_l2.py is robust_mnist_conv_l2.py's code on the IDX data, and
+# robust_cifar10_conv_l2.py runs on synthetic batches in test_conv.py.
+NOT_RUN_HERE = ("robust_fashion_mnist_linf.py", "robust_fashion_mnist_conv_l2.py", "robust_cifar10_conv_l2.py")
+
+
 @pytest.mark.parametrize("path, arg", [p for p in variants() if p.values[1] == "quick"
-                                       and not p.values[0].endswith("robust_fashion_mnist_linf.py")])
+                                       and not p.values[0].endswith(NOT_RUN_HERE)])
 def test_config_runs_one_step(tmp_path, path, arg):
     config = shrink(load(path).get_config(arg))
     skip_without_data(config)

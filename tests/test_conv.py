@@ -243,3 +243,14 @@ def test_cifar10_conv_config_runs_on_synthetic_batches(tmp_path):
     exported = export.load_export(str(tmp_path / "run"))
     assert exported.meta["input_shape"] == [32, 32, 3]
     assert [r["input_size"] for r in exported.layers if r["type"] == "conv"] == [[32, 32], [16, 16]]
+
+
+def test_wde_conv_critic_config_validates():
+    """configs/wde_*.py:conv: the Wasserstein critic as a conv net on the images' shape."""
+    from lipsort import train
+    from lipsort.config_loader import load_config
+
+    config = load_config("configs/wde_mnist.py:quick,conv")
+    config.data.source = "bundled"
+    _, spec = train.validate_config(config)
+    assert spec.input_shape == (28, 28, 1) and spec.conv_constraint == "bcop"

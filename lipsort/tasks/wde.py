@@ -242,6 +242,7 @@ def _image_task(config) -> Task:
         certify_points=images.x_test[:8],
         prepare=prepare,
         curve=curve,
+        input_shape=tuple(images.image_shape),  # a conv critic (config.model.kind="conv") sees images
     )
 
 
