@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lipsort.norms import _one_blas_thread
+
 Array = jax.Array
 PADDINGS: tuple[str, ...] = ("zeros", "circular")
 _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
@@ -199,7 +201,10 @@ def certified_conv_norm(kernel, input_hw, padding: str) -> float:
     n1, n2 = torus_size(input_hw, k.shape[:2], padding)
     spectrum = np.fft.fft2(_folded(k, n1, n2), axes=(0, 1))
     matrices = spectrum.reshape(n1 * n2, k.shape[2], k.shape[3])
-    sigma = float(np.linalg.svd(matrices, compute_uv=False)[:, 0].max())
+    # Many small SVDs: a threaded BLAS only contends (19–26 s vs 3.4 s for an export of the
+    # 4-conv benchmark net on 2 busy cores, scripts/benchmark.py part k, 2026-12-02).
+    with _one_blas_thread():
+        sigma = float(np.linalg.svd(matrices, compute_uv=False)[:, 0].max())
     scale = float(np.linalg.norm(np.abs(k).sum(axis=(0, 1))))
     margin = 8.0 * 2.0**-53 * (math.log2(n1 * n2) + max(k.shape[2:]) + 1) * scale
     return sigma + margin

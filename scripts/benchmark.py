@@ -3,6 +3,7 @@
     python scripts/benchmark.py [--parts a,b,c,d,e] [--json [PATH]] [--repeats 20]
     python scripts/benchmark.py --parts i   # export + certificate time per constraint
     python scripts/benchmark.py --parts j   # the ℓ∞ configs' training step
+    python scripts/benchmark.py --parts k   # conv nets: training step, export + certificate
 
 (a) one order-1 Björck iteration vs the two matmuls it must do (Gram WᵀW and W·G),
     n×n float32, jitted, after warm-up, median over repeats, as a ratio (floor = 1.0).
@@ -51,6 +52,19 @@
     configs), the differentiated projection with Adam (the previous default), the blog's
     two_inf → ℓ∞ network projected, against the unconstrained ReLU MLP with Adam, batch 256 and
     1024, interleaved chunks, ratio of the minimum times (lipsort.train's real step).
+(k) convolutions: the training step of a conv net (lipsort.models.build_model, kind "conv": 3×3
+    convs of 32, 64, 64, 128 channels, zero padding, space_to_depth(2) after the 2nd and 4th,
+    dense 256 head, batch 256, random images and labels, multiclass hinge, Adam) with AOL and
+    BCOP convs (GroupSort(2), Björck head in retraction mode) against the unconstrained net
+    (ReLU, and GroupSort(2); for attribution also unconstrained convs with the Björck head), at
+    28×28×1 (--conv-inputs 28x28x1,32x32x3 adds 32×32×3), interleaved chunks of --conv-chunk
+    steps; ms/step, images/s, ratios of the minimum times (lipsort.train's real step:
+    make_chunk_runner's lax.scan of gradient, optimizer update and the head's retraction).
+    Then the constrained convs' kernel construction alone (constrained_kernel() of every conv
+    layer, value + gradient, in a jitted lax.scan), and export + certificate time of the AOL
+    and BCOP models at init (export_model, then certify.lipschitz_upper_bound; first call and
+    minimum over --repeats/20 repeats, as in part i), and the minimum over --repeats/10 with
+    numpy's BLAS on one thread (threaded OpenBLAS spins on shared cores).
 
 Every matmul runs at Precision.HIGHEST (as in lipsort.orthogonal). ``--json`` writes all
 numbers as JSON (to PATH, or stdout with no PATH) in addition to the printed tables.
@@ -80,7 +94,7 @@ from lipsort.orthogonal import (
     taylor_coefficients,
 )
 
-PARTS = ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j")
+PARTS = ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k")
 # Part (e): the experiment configs whose training speed researchers will feel.
 E_CONFIGS = ("wde_mnist", "wde_fashion_mnist", "robust_mnist_l2", "robust_mnist_linf",
              "robust_fashion_mnist_l2", "robust_fashion_mnist_linf")
@@ -723,6 +737,158 @@ def part_j(batch_sizes, repeats, chunk, seed):
     return rows
 
 
+# Part (k): name → config.model fields over K_BASE; the first is the reference of the ratios.
+K_BASE = dict(kind="conv", conv_channels=[32, 64, 64, 128], downsample=[False, True, False, True], kernel_size=3,
+              padding="zeros", widths=[256], group_size=2, lipschitz_constant=1.0, norm="l2", bjorck_iters=15)
+K_MODELS = {
+    "unconstrained relu": dict(conv_constraint="none", constraint="none", activation="relu"),
+    "unconstrained groupsort": dict(conv_constraint="none", constraint="none", activation="group_sort"),
+    "none convs + bjorck head": dict(conv_constraint="none", constraint="bjorck", bjorck_training="retraction",
+                                     activation="group_sort"),  # attribution: the head's share
+    "aol + bjorck head": dict(conv_constraint="aol", constraint="bjorck", bjorck_training="retraction",
+                              activation="group_sort"),
+    "bcop + bjorck head": dict(conv_constraint="bcop", constraint="bjorck", bjorck_training="retraction",
+                               activation="group_sort"),
+}
+K_NUM_CLASSES = 10
+
+
+def _conv_model(fields, input_shape, seed):
+    import ml_collections
+
+    from lipsort.models import build_model
+
+    config = ml_collections.ConfigDict({**K_BASE, **fields})
+    return build_model(config, int(np.prod(input_shape)), K_NUM_CLASSES, seed, input_shape=tuple(input_shape))
+
+
+def _random_images(input_shape, batch_size):
+    """A jit-able sampler of random images (flattened, in [0, 1)) and labels, and the hinge loss."""
+    from lipsort import losses
+
+    features = int(np.prod(input_shape))
+
+    def sample_batch(key):
+        kx, ky = jax.random.split(key)
+        return jax.random.uniform(kx, (batch_size, features)), jax.random.randint(ky, (batch_size,), 0, K_NUM_CLASSES)
+
+    def loss(model, batch):
+        return losses.multiclass_hinge(model(batch[0]), batch[1], margin=0.3), {}
+
+    return sample_batch, loss
+
+
+def _conv_step_runner(model, sample_batch, loss, seed):
+    """(run_chunk jitted, initial state): lipsort.train's real step (gradient, Adam update,
+    the head's retraction) in the training loop's lax.scan chunk, as in part (j)."""
+    import ml_collections
+    from flax import nnx
+
+    from lipsort import optim, train
+
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    tx = optim.make_optimizer(ml_collections.ConfigDict(dict(optimizer="adam", learning_rate=1e-3)))
+    run = jax.jit(train.make_chunk_runner(graphdef, loss, sample_batch, tx, jax.random.key(seed),
+                                          retracts=model.retracts))
+    return run, (params, rest, tx.init(params))
+
+
+def _kernel_runner(model, seed):
+    """(run(params, steps), params): every conv layer's constrained_kernel(), value and
+    gradient (against a fixed random cotangent), in a jitted lax.scan as in the training
+    chunk; the parameters take a 1e-9 step so that each step depends on the last."""
+    from flax import nnx
+
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    keys = jax.random.split(jax.random.key(seed), len(model.convs))
+    cotangents = [jax.random.normal(k, conv.kernel_shape) for k, conv in zip(keys, model.convs)]
+
+    def kernels(params):
+        m = nnx.merge(graphdef, params, rest, copy=True)
+        return sum(jnp.vdot(conv.constrained_kernel(), c) for conv, c in zip(m.convs, cotangents))
+
+    def step(params, _):
+        return jax.tree.map(lambda p, g: p - 1e-9 * g, params, jax.grad(kernels)(params)), None
+
+    return jax.jit(lambda params, steps: jax.lax.scan(step, params, steps)), params
+
+
+def _export_times(model, repeats):
+    """part (i)'s export + certificate timing of one model: (first, min, export, certify, CPU) s, bound."""
+    from lipsort import certify, export, norms
+
+    times = []
+    for _ in range(max(repeats, 1)):
+        getattr(norms, "_SPECTRAL_CACHE", {}).clear()  # every repeat computes every norm
+        cpu, t0 = time.process_time(), time.perf_counter()
+        exported = export.export_model(model)
+        t1 = time.perf_counter()
+        bound = certify.lipschitz_upper_bound(exported)
+        t2 = time.perf_counter()
+        times.append((t2 - t0, t1 - t0, t2 - t1, time.process_time() - cpu))
+    best = min(times)
+    return dict(first_s=times[0][0], min_s=best[0], export_s=best[1], certify_s=best[2], cpu_s=best[3],
+                lipschitz_upper_bound=bound)
+
+
+def part_k(input_shapes, batch_size, repeats, chunk, export_repeats, one_thread_repeats, seed):
+    """Part (k): conv nets (AOL, BCOP) against the unconstrained one: step, kernels, export."""
+    from flax import nnx
+
+    channels = "-".join(map(str, K_BASE["conv_channels"]))
+    out = dict(steps=[], kernels=[], export=[])
+    for shape in input_shapes:
+        label = "×".join(map(str, shape))
+        sample_batch, loss = _random_images(shape, batch_size)
+        models = {name: _conv_model(fields, shape, seed) for name, fields in K_MODELS.items()}
+        timing = _time_chunks({name: _conv_step_runner(m, sample_batch, loss, seed) for name, m in models.items()},
+                              chunk, repeats)
+        relu, groupsort = timing["unconstrained relu"][0], timing["unconstrained groupsort"][0]
+        print(f"\n(k) conv net train step, {label} input, convs {channels} (3×3, zero padding, space_to_depth after "
+              f"2 and 4), head {K_BASE['widths'][0]}, batch {batch_size}, Adam; {repeats}×{chunk} steps interleaved")
+        print(f"{'model':<26} {'ms/step min':>12} {'median':>8} {'images/s':>9} {'vs relu':>8} {'vs groupsort':>13}")
+        for name, (t_min, t_med) in timing.items():
+            row = dict(input_shape=list(shape), batch_size=batch_size, model=name, ms_min=1e3 * t_min,
+                       ms_median=1e3 * t_med, images_per_s=batch_size / t_min, ratio_vs_relu=t_min / relu,
+                       ratio_vs_groupsort=t_min / groupsort)
+            out["steps"].append(row)
+            print(f"{name:<26} {row['ms_min']:>12.1f} {row['ms_median']:>8.1f} {row['images_per_s']:>9.1f} "
+                  f"{row['ratio_vs_relu']:>8.2f} {row['ratio_vs_groupsort']:>13.2f}")
+
+        constrained = {name: m for name, m in models.items() if m.convs[0].rule.constrained}
+        kernels = _time_chunks({name: _kernel_runner(m, seed) for name, m in constrained.items()}, chunk, repeats)
+        print(f"(k) {label}: kernel construction alone (constrained_kernel() of the {len(K_BASE['conv_channels'])} "
+              "convs, value + gradient, jitted lax.scan)")
+        print(f"{'model':<26} {'ms min':>8} {'median':>8} {'of the step':>12}")
+        for name, (t_min, t_med) in kernels.items():
+            step_ms = next(r["ms_min"] for r in out["steps"] if r["model"] == name and r["input_shape"] == list(shape))
+            row = dict(input_shape=list(shape), model=name, ms_min=1e3 * t_min, ms_median=1e3 * t_med,
+                       fraction_of_step=1e3 * t_min / step_ms)
+            out["kernels"].append(row)
+            print(f"{name:<26} {row['ms_min']:>8.1f} {row['ms_median']:>8.1f} {row['fraction_of_step']:>11.0%}")
+
+        print(f"(k) {label}: export + certificate (export_model, then certify.lipschitz_upper_bound), seconds; "
+              "last column: the minimum with numpy's BLAS on one thread (threadpoolctl)")
+        print(f"{'model':<26} {'first':>7} {'min':>7} {'export':>7} {'certify':>8} {'CPU s':>7} {'certificate':>12} "
+              f"{'1 thread':>9}")
+        for name, model in constrained.items():
+            jax.block_until_ready(jax.tree.leaves(nnx.state(model)))
+            row = dict(input_shape=list(shape), model=name, **_export_times(model, export_repeats))
+            try:
+                from threadpoolctl import threadpool_limits
+            except ImportError:
+                row["min_one_blas_thread_s"] = None
+            else:
+                with threadpool_limits(1, "blas"):
+                    row["min_one_blas_thread_s"] = _export_times(model, one_thread_repeats)["min_s"]
+            out["export"].append(row)
+            one = "—" if row["min_one_blas_thread_s"] is None else f"{row['min_one_blas_thread_s']:.2f}"
+            print(f"{name:<26} {row['first_s']:>7.2f} {row['min_s']:>7.2f} {row['export_s']:>7.2f} "
+                  f"{row['certify_s']:>8.2f} {row['cpu_s']:>7.2f} {row['lipschitz_upper_bound']:>12.9f} {one:>9}")
+
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--parts", default="a,b,c,d,e", help="comma-separated subset of: " + ",".join(PARTS))
@@ -744,6 +910,10 @@ def main():
     parser.add_argument("--residual-steps", type=int, default=500,
                         help="part (c) training steps over which accuracy and the residual are tracked (0: skip)")
     parser.add_argument("--seeds-count", type=int, default=3, help="part (f): seeds vmapped together")
+    parser.add_argument("--conv-inputs", default="28x28x1", help="part (k) input shapes HxWxC (e.g. 28x28x1,32x32x3)")
+    parser.add_argument("--conv-batch", type=int, default=256, help="part (k) batch size")
+    parser.add_argument("--conv-chunk", type=int, default=1,
+                        help="part (k) steps per timed call (a conv step takes seconds on CPU)")
     parser.add_argument("--no-unrolled", action="store_true", help="part (c): skip the slow unrolled-15 model")
     parser.add_argument("--torch-python", default=TORCH_PYTHON,
                         help="part (d): python of a venv with torch + deel-torchlip (" + TORCH_INSTALL + ")")
@@ -788,6 +958,11 @@ def main():
     if "j" in parts:
         results["j"] = part_j([int(b) for b in args.batch_sizes.split(",")], max(args.repeats // 2, 2), args.chunk,
                               args.seed)
+    if "k" in parts:
+        shapes = [tuple(int(d) for d in s.split("x")) for s in args.conv_inputs.split(",")]
+        # Export repeats: 1 by default (threaded OpenBLAS can take minutes a call on busy cores).
+        results["k"] = part_k(shapes, args.conv_batch, max(args.repeats // 5, 2), args.conv_chunk,
+                              max(args.repeats // 20, 1), max(args.repeats // 10, 2), args.seed)
     if args.json is not None:
         text = json.dumps(results, indent=2)
         if args.json == "-":
