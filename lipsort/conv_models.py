@@ -120,15 +120,20 @@ class ConvSpec:
             shapes.append((h, w, c))
         return shapes
 
-    def validate(self) -> "ConvSpec":
+    def check_layout(self) -> "ConvSpec":
+        """The conv stack's own fields (what :meth:`feature_shapes` needs); returns self."""
         if len(self.input_shape) != 3 or not all(_positive_int(s) for s in self.input_shape):
             raise ValueError(f"a conv model needs images (H, W, C); the data has input shape {self.input_shape}.")
         if not self.conv_channels or not all(_positive_int(c) for c in self.conv_channels):
-            raise ValueError(f"conv_channels must be a non-empty list of positive integers, got "
+            raise ValueError(f"conv_channels must be a non-empty list of positive integers (e.g. [32, 64]), got "
                              f"{list(self.conv_channels)}.")
         if len(self.downsample) != len(self.conv_channels):
             raise ValueError(f"downsample must have one entry per conv layer ({len(self.conv_channels)}), got "
                              f"{list(self.downsample)}.")
+        return self
+
+    def validate(self) -> "ConvSpec":
+        self.check_layout()
         if not _positive_int(self.kernel_size):
             raise ValueError(f"kernel_size must be a positive integer, got {self.kernel_size!r}.")
         convolution.check_padding(self.padding)
@@ -280,16 +285,9 @@ def spec_from_config(model_config: Any, in_features: int, out_features: int,
         kernel_size=get("kernel_size", 3), padding=get("padding", "zeros"),
         conv_constraint=get("conv_constraint", "bcop"), bjorck_iters=get("bjorck_iters", 15),
     )
+    # the head's input width follows from the conv stack: check its layout first
     probe = ConvSpec(head=MLPSpec(in_features=1, widths=(), out_features=1, activation=get("activation", "group_sort"),
-                                  group_size=get("group_size", 2)), **fields)
-    if not probe.conv_channels:
-        raise ValueError("config.model.conv_channels is required for kind='conv' (e.g. [32, 64]).")
-    for c in probe.conv_channels:
-        if not _positive_int(c):
-            raise ValueError(f"conv_channels must be positive integers, got {list(probe.conv_channels)}.")
-    if len(probe.downsample) != len(probe.conv_channels):
-        raise ValueError(f"downsample must have one entry per conv layer ({len(probe.conv_channels)}), got "
-                         f"{list(probe.downsample)}.")
+                                  group_size=get("group_size", 2)), **fields).check_layout()
     flat = math.prod(probe.feature_shapes()[-1])
     head = dataclasses.replace(mlp_spec_from_config(model_config, flat, out_features), input_grad=True)
     return ConvSpec(head=head, **fields).validate()
