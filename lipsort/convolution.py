@@ -20,6 +20,8 @@ the stride-1 operator's norm bounds the strided one.
 """
 from __future__ import annotations
 
+import collections
+import hashlib
 import math
 
 import jax
@@ -187,6 +189,33 @@ def torus_size(input_hw, kernel_hw, padding: str) -> tuple[int, int]:
     return tuple(int(s) + int(k) - 1 for s, k in zip(input_hw, kernel_hw))
 
 
+def _spectrum(kernel: np.ndarray, input_hw, padding: str) -> tuple[np.ndarray, int, int]:
+    """K̂(f) for every frequency f of the certifying torus: (N₁·N₂, c_in, c_out), float64."""
+    k = np.asarray(kernel, np.float64)
+    n1, n2 = torus_size(input_hw, k.shape[:2], padding)
+    spectrum = np.fft.fft2(_folded(k, n1, n2), axes=(0, 1))
+    return spectrum.reshape(n1 * n2, k.shape[2], k.shape[3]), n1, n2
+
+
+def _certified_conv_norm(kernel: np.ndarray, input_hw, padding: str) -> float:
+    k = np.asarray(kernel, np.float64)
+    matrices, n1, n2 = _spectrum(k, input_hw, padding)
+    # Many small SVDs: a threaded BLAS only contends (19–26 s vs 3.4 s for an export of the
+    # 4-conv benchmark net on 2 busy cores, scripts/benchmark.py part k, 2026-12-02).
+    with _one_blas_thread():
+        sigma = float(np.linalg.svd(matrices, compute_uv=False)[:, 0].max())
+    scale = float(np.linalg.norm(np.abs(k).sum(axis=(0, 1))))
+    margin = 8.0 * 2.0**-53 * (math.log2(n1 * n2) + max(k.shape[2:]) + 1) * scale
+    return sigma + margin
+
+
+# The certificate recomputes every record's norm from the stored arrays (lipsort.certify),
+# and an export, its certificate and the run's summary ask for the same kernels: a small
+# cache keyed by the kernel's bytes makes each exact norm one FFT + SVD per kernel.
+_NORM_CACHE: collections.OrderedDict = collections.OrderedDict()
+_NORM_CACHE_SIZE = 64
+
+
 def certified_conv_norm(kernel, input_hw, padding: str) -> float:
     """A proven upper bound of the ℓ2 operator norm of the convolution of an
     ``input_hw`` image with ``kernel`` (any stride), in float64.
@@ -196,18 +225,19 @@ def certified_conv_norm(kernel, input_hw, padding: str) -> float:
     margin covers the rounding of the float64 FFT and SVD: each K̂(f) is computed with a
     Frobenius error ≤ c·u·log₂(N₁N₂)·S and its σ_max with an error ≤ c·u·n·S
     (u = 2⁻⁵³, S = ‖(Σ_taps |K|)‖_F ≥ every ‖K̂(f)‖₂); 8·u·(log₂(N₁N₂) + n + 1)·S is far above both.
+    Results are cached by the kernel's exact bytes (a pure function of them).
     """
-    k = np.asarray(kernel, np.float64)
-    n1, n2 = torus_size(input_hw, k.shape[:2], padding)
-    spectrum = np.fft.fft2(_folded(k, n1, n2), axes=(0, 1))
-    matrices = spectrum.reshape(n1 * n2, k.shape[2], k.shape[3])
-    # Many small SVDs: a threaded BLAS only contends (19–26 s vs 3.4 s for an export of the
-    # 4-conv benchmark net on 2 busy cores, scripts/benchmark.py part k, 2026-12-02).
-    with _one_blas_thread():
-        sigma = float(np.linalg.svd(matrices, compute_uv=False)[:, 0].max())
-    scale = float(np.linalg.norm(np.abs(k).sum(axis=(0, 1))))
-    margin = 8.0 * 2.0**-53 * (math.log2(n1 * n2) + max(k.shape[2:]) + 1) * scale
-    return sigma + margin
+    k = np.ascontiguousarray(kernel)
+    key = (hashlib.blake2b(k.tobytes(), digest_size=16).hexdigest(), k.dtype.str, k.shape,
+           tuple(int(s) for s in input_hw), check_padding(padding))
+    if key in _NORM_CACHE:
+        _NORM_CACHE.move_to_end(key)
+        return _NORM_CACHE[key]
+    norm = _certified_conv_norm(k, input_hw, padding)
+    _NORM_CACHE[key] = norm
+    if len(_NORM_CACHE) > _NORM_CACHE_SIZE:
+        _NORM_CACHE.popitem(last=False)
+    return norm
 
 
 def conv_operator_norm_estimate(kernel: Array, input_shape, strides=(1, 1), padding: str = "zeros",
@@ -231,6 +261,6 @@ def conv_operator_norm_estimate(kernel: Array, input_shape, strides=(1, 1), padd
 
 __all__ = [
     "PADDINGS", "conv", "conv_numpy", "space_to_depth", "compose_kernels", "kernel_gram",
-    "aol_rescale", "aol_rescale_numpy", "certified_conv_norm", "conv_operator_norm_estimate", "output_size",
-    "torus_size",
+    "aol_rescale", "aol_rescale_numpy", "certified_conv_norm",
+    "conv_operator_norm_estimate", "output_size", "torus_size",
 ]

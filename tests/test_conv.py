@@ -130,7 +130,7 @@ def test_conv_net_certificate_holds_and_search_finds_no_violation(activation):
 def test_conv_export_matches_the_model_and_bounds_its_layers(conv_constraint):
     """The export computes the trained model's function; each conv record's bound is ≥ a
     power iteration on the layer's real input shape, and ≤ 1 for constrained convs; the
-    training-time function of constrained nets has no violation either."""
+    training-time function of the AOL net has no violation either."""
     model = randomized_conv_net(conv_constraint, "group_sort")
     exported = export.export_model(model)
     x = np.asarray(jax.random.normal(jax.random.key(3), (6, 8 * 8 * 2)))
@@ -145,7 +145,10 @@ def test_conv_export_matches_the_model_and_bounds_its_layers(conv_constraint):
         assert estimate <= record["bound"] * (1 + 1e-5)
         if conv_constraint != "none":
             assert record["bound"] <= 1.0
-    if conv_constraint != "none":
+    # The training-time function: searched for AOL; BCOP's is checked more directly by
+    # test_bcop_circular_convolution_is_orthogonal (and searching through its unrolled
+    # Björck factors costs ~25 s of compilation).
+    if conv_constraint == "aol":
         upper = certify.lipschitz_upper_bound(exported)
         x0 = jax.random.normal(jax.random.key(1), (4, 8 * 8 * 2))
         trained = certify.lipschitz_lower_bound(model, x0, 2, 2, jax.random.key(2), steps=10)
@@ -235,7 +238,7 @@ def test_cifar10_conv_config_runs_on_synthetic_batches(tmp_path):
     config.data.update(source="cifar_batches", data_dir=str(tmp_path), num_train=40, num_test=12)
     config.train.update(num_steps=1, log_every=1, checkpoint_every=1, batch_size=8)
     config.eval.update(attack_steps=1, epsilons=(36 / 255,))
-    config.certify.search_steps = 1
+    config.certify.search_steps = 0  # the search on conv exports: test_conv_net_certificate_holds...
     results = train.train_and_evaluate(config, str(tmp_path / "run"))
     assert results["data_source"].startswith("cifar_batches")
     assert f"{36 / 255}" in results["certified_accuracy"]
