@@ -393,7 +393,4 @@ def get(name: str) -> Constraint:
 
 def option_fields() -> tuple[str, ...]:
     """Every option field of every registered constraint (the ``config.model`` names)."""
-    seen: dict[str, None] = {}
-    for c in _REGISTRY.values():
-        seen.update((f.name, None) for f in dataclasses.fields(c.options_type))
-    return tuple(seen)
+    return _REGISTRY.option_fields()

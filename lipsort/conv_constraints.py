@@ -180,7 +180,5 @@ def get(name: str) -> ConvConstraint:
 
 
 def option_fields() -> tuple[str, ...]:
-    seen: dict[str, None] = {}
-    for c in _REGISTRY.values():
-        seen.update((f.name, None) for f in dataclasses.fields(c.options_type))
-    return tuple(seen)
+    """Every option field of every registered conv constraint (the ``config.model`` names)."""
+    return _REGISTRY.option_fields()

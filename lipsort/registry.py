@@ -1,6 +1,7 @@
 """A name → entry table with the two errors every registry of lipsort gives the same way."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -25,3 +26,11 @@ class Registry(dict, Generic[T]):
         if name not in self:
             raise ValueError(f"Unknown {self.kind} {name!r}; valid {self.plural} are: {', '.join(self)}.")
         return self[name]
+
+    def option_fields(self) -> tuple[str, ...]:
+        """The names of every entry's ``options_type`` dataclass fields, first seen first
+        (for registries whose entries carry options: constraints, conv constraints)."""
+        seen: dict[str, None] = {}
+        for entry in self.values():
+            seen.update((f.name, None) for f in dataclasses.fields(entry.options_type))
+        return tuple(seen)

@@ -663,7 +663,6 @@ def part_i(repeats):
     """Part (i): export + certificate of the 784-1024-1024-1024-10 model, per constraint."""
     from flax import nnx
 
-    from lipsort import certify, export, norms
     from lipsort.models import build_model
 
     print("\n(i) export + certificate of a 784-1024-1024-1024-10 model (at init), seconds")
@@ -672,22 +671,10 @@ def part_i(repeats):
     for label, fields in I_MODELS:
         model = build_model(dict(widths=(1024, 1024, 1024), activation="group_sort", group_size=2, **fields), 784, 10)
         jax.block_until_ready(jax.tree.leaves(nnx.state(model)))  # the (asynchronous) init is not export time
-        times = []
-        for _ in range(max(repeats, 1)):
-            getattr(norms, "_SPECTRAL_CACHE", {}).clear()  # every repeat computes every norm
-            cpu, t0 = time.process_time(), time.perf_counter()
-            exported = export.export_model(model)
-            t1 = time.perf_counter()
-            bound = certify.lipschitz_upper_bound(exported)
-            certify.layer_operator_norms(exported)
-            t2 = time.perf_counter()
-            times.append((t2 - t0, t1 - t0, t2 - t1, time.process_time() - cpu))
-        best = min(times)
-        row = dict(model=label, first_s=times[0][0], min_s=best[0], export_s=best[1], certify_s=best[2],
-                   cpu_s=best[3], lipschitz_upper_bound=bound)
+        row = dict(model=label, **_export_times(model, repeats))
         rows.append(row)
         print(f"{label:<20} {row['first_s']:>7.2f} {row['min_s']:>7.2f} {row['export_s']:>7.2f} "
-              f"{row['certify_s']:>8.2f} {row['cpu_s']:>7.2f} {bound:>12.9f}")
+              f"{row['certify_s']:>8.2f} {row['cpu_s']:>7.2f} {row['lipschitz_upper_bound']:>12.9f}")
     return rows
 
 
@@ -814,16 +801,20 @@ def _kernel_runner(model, seed):
 
 
 def _export_times(model, repeats):
-    """part (i)'s export + certificate timing of one model: (first, min, export, certify, CPU) s, bound."""
-    from lipsort import certify, export, norms
+    """Export + certificate timing of one model (parts i, k): first, min, export, certify
+    (the bound and every layer's norm, as a run's summary asks for them) and CPU seconds,
+    and the bound; the norm caches are cleared before every repeat."""
+    from lipsort import certify, convolution, export, norms
 
     times = []
     for _ in range(max(repeats, 1)):
         getattr(norms, "_SPECTRAL_CACHE", {}).clear()  # every repeat computes every norm
+        convolution._NORM_CACHE.clear()
         cpu, t0 = time.process_time(), time.perf_counter()
         exported = export.export_model(model)
         t1 = time.perf_counter()
         bound = certify.lipschitz_upper_bound(exported)
+        certify.layer_operator_norms(exported)
         t2 = time.perf_counter()
         times.append((t2 - t0, t1 - t0, t2 - t1, time.process_time() - cpu))
     best = min(times)
@@ -831,62 +822,74 @@ def _export_times(model, repeats):
                 lipschitz_upper_bound=bound)
 
 
-def part_k(input_shapes, batch_size, repeats, chunk, export_repeats, one_thread_repeats, seed):
-    """Part (k): conv nets (AOL, BCOP) against the unconstrained one: step, kernels, export."""
-    from flax import nnx
-
-    channels = "-".join(map(str, K_BASE["conv_channels"]))
+def part_k(input_shapes, batch_size, repeats, chunk, export_repeats, one_thread_repeats, seed, export_only=False):
+    """Part (k): conv nets (AOL, BCOP) against the unconstrained one: step, kernels, export
+    (``export_only``: the export timing alone)."""
     out = dict(steps=[], kernels=[], export=[])
     for shape in input_shapes:
-        label = "×".join(map(str, shape))
-        sample_batch, loss = _random_images(shape, batch_size)
         models = {name: _conv_model(fields, shape, seed) for name, fields in K_MODELS.items()}
-        timing = _time_chunks({name: _conv_step_runner(m, sample_batch, loss, seed) for name, m in models.items()},
-                              chunk, repeats)
-        relu, groupsort = timing["unconstrained relu"][0], timing["unconstrained groupsort"][0]
-        print(f"\n(k) conv net train step, {label} input, convs {channels} (3×3, zero padding, space_to_depth after "
-              f"2 and 4), head {K_BASE['widths'][0]}, batch {batch_size}, Adam; {repeats}×{chunk} steps interleaved")
-        print(f"{'model':<26} {'ms/step min':>12} {'median':>8} {'images/s':>9} {'vs relu':>8} {'vs groupsort':>13}")
-        for name, (t_min, t_med) in timing.items():
-            row = dict(input_shape=list(shape), batch_size=batch_size, model=name, ms_min=1e3 * t_min,
-                       ms_median=1e3 * t_med, images_per_s=batch_size / t_min, ratio_vs_relu=t_min / relu,
-                       ratio_vs_groupsort=t_min / groupsort)
-            out["steps"].append(row)
-            print(f"{name:<26} {row['ms_min']:>12.1f} {row['ms_median']:>8.1f} {row['images_per_s']:>9.1f} "
-                  f"{row['ratio_vs_relu']:>8.2f} {row['ratio_vs_groupsort']:>13.2f}")
-
         constrained = {name: m for name, m in models.items() if m.convs[0].rule.constrained}
-        kernels = _time_chunks({name: _kernel_runner(m, seed) for name, m in constrained.items()}, chunk, repeats)
-        print(f"(k) {label}: kernel construction alone (constrained_kernel() of the {len(K_BASE['conv_channels'])} "
-              "convs, value + gradient, jitted lax.scan)")
-        print(f"{'model':<26} {'ms min':>8} {'median':>8} {'of the step':>12}")
-        for name, (t_min, t_med) in kernels.items():
-            step_ms = next(r["ms_min"] for r in out["steps"] if r["model"] == name and r["input_shape"] == list(shape))
-            row = dict(input_shape=list(shape), model=name, ms_min=1e3 * t_min, ms_median=1e3 * t_med,
-                       fraction_of_step=1e3 * t_min / step_ms)
-            out["kernels"].append(row)
-            print(f"{name:<26} {row['ms_min']:>8.1f} {row['ms_median']:>8.1f} {row['fraction_of_step']:>11.0%}")
-
-        print(f"(k) {label}: export + certificate (export_model, then certify.lipschitz_upper_bound), seconds; "
-              "last column: the minimum with numpy's BLAS on one thread (threadpoolctl)")
-        print(f"{'model':<26} {'first':>7} {'min':>7} {'export':>7} {'certify':>8} {'CPU s':>7} {'certificate':>12} "
-              f"{'1 thread':>9}")
-        for name, model in constrained.items():
-            jax.block_until_ready(jax.tree.leaves(nnx.state(model)))
-            row = dict(input_shape=list(shape), model=name, **_export_times(model, export_repeats))
-            try:
-                from threadpoolctl import threadpool_limits
-            except ImportError:
-                row["min_one_blas_thread_s"] = None
-            else:
-                with threadpool_limits(1, "blas"):
-                    row["min_one_blas_thread_s"] = _export_times(model, one_thread_repeats)["min_s"]
-            out["export"].append(row)
-            one = "—" if row["min_one_blas_thread_s"] is None else f"{row['min_one_blas_thread_s']:.2f}"
-            print(f"{name:<26} {row['first_s']:>7.2f} {row['min_s']:>7.2f} {row['export_s']:>7.2f} "
-                  f"{row['certify_s']:>8.2f} {row['cpu_s']:>7.2f} {row['lipschitz_upper_bound']:>12.9f} {one:>9}")
-
+        if not export_only:
+            _part_k_steps(out, shape, models, constrained, batch_size, repeats, chunk, seed)
+        _part_k_export(out, shape, constrained, export_repeats, one_thread_repeats)
     return out
+
+
+def _part_k_steps(out, shape, models, constrained, batch_size, repeats, chunk, seed):
+    """Part (k)'s train-step and kernel-construction timings at one input shape."""
+    channels = "-".join(map(str, K_BASE["conv_channels"]))
+    label = "×".join(map(str, shape))
+    sample_batch, loss = _random_images(shape, batch_size)
+    timing = _time_chunks({name: _conv_step_runner(m, sample_batch, loss, seed) for name, m in models.items()},
+                          chunk, repeats)
+    relu, groupsort = timing["unconstrained relu"][0], timing["unconstrained groupsort"][0]
+    print(f"\n(k) conv net train step, {label} input, convs {channels} (3×3, zero padding, space_to_depth after "
+          f"2 and 4), head {K_BASE['widths'][0]}, batch {batch_size}, Adam; {repeats}×{chunk} steps interleaved")
+    print(f"{'model':<26} {'ms/step min':>12} {'median':>8} {'images/s':>9} {'vs relu':>8} {'vs groupsort':>13}")
+    for name, (t_min, t_med) in timing.items():
+        row = dict(input_shape=list(shape), batch_size=batch_size, model=name, ms_min=1e3 * t_min,
+                   ms_median=1e3 * t_med, images_per_s=batch_size / t_min, ratio_vs_relu=t_min / relu,
+                   ratio_vs_groupsort=t_min / groupsort)
+        out["steps"].append(row)
+        print(f"{name:<26} {row['ms_min']:>12.1f} {row['ms_median']:>8.1f} {row['images_per_s']:>9.1f} "
+              f"{row['ratio_vs_relu']:>8.2f} {row['ratio_vs_groupsort']:>13.2f}")
+
+    kernels = _time_chunks({name: _kernel_runner(m, seed) for name, m in constrained.items()}, chunk, repeats)
+    print(f"(k) {label}: kernel construction alone (constrained_kernel() of the {len(K_BASE['conv_channels'])} "
+          "convs, value + gradient, jitted lax.scan)")
+    print(f"{'model':<26} {'ms min':>8} {'median':>8} {'of the step':>12}")
+    for name, (t_min, t_med) in kernels.items():
+        step_ms = next(r["ms_min"] for r in out["steps"] if r["model"] == name and r["input_shape"] == list(shape))
+        row = dict(input_shape=list(shape), model=name, ms_min=1e3 * t_min, ms_median=1e3 * t_med,
+                   fraction_of_step=1e3 * t_min / step_ms)
+        out["kernels"].append(row)
+        print(f"{name:<26} {row['ms_min']:>8.1f} {row['ms_median']:>8.1f} {row['fraction_of_step']:>11.0%}")
+
+
+def _part_k_export(out, shape, constrained, export_repeats, one_thread_repeats):
+    """Part (k)'s export + certificate timing at one input shape."""
+    from flax import nnx
+
+    label = "×".join(map(str, shape))
+    print(f"(k) {label}: export + certificate (export_model, then certify.lipschitz_upper_bound and layer_operator_norms), "
+          "seconds; "
+          "last column: the minimum with numpy's BLAS on one thread (threadpoolctl)")
+    print(f"{'model':<26} {'first':>7} {'min':>7} {'export':>7} {'certify':>8} {'CPU s':>7} {'certificate':>12} "
+          f"{'1 thread':>9}")
+    for name, model in constrained.items():
+        jax.block_until_ready(jax.tree.leaves(nnx.state(model)))
+        row = dict(input_shape=list(shape), model=name, **_export_times(model, export_repeats))
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            row["min_one_blas_thread_s"] = None
+        else:
+            with threadpool_limits(1, "blas"):
+                row["min_one_blas_thread_s"] = _export_times(model, one_thread_repeats)["min_s"]
+        out["export"].append(row)
+        one = "—" if row["min_one_blas_thread_s"] is None else f"{row['min_one_blas_thread_s']:.2f}"
+        print(f"{name:<26} {row['first_s']:>7.2f} {row['min_s']:>7.2f} {row['export_s']:>7.2f} "
+              f"{row['certify_s']:>8.2f} {row['cpu_s']:>7.2f} {row['lipschitz_upper_bound']:>12.9f} {one:>9}")
 
 
 def main():
@@ -912,6 +915,7 @@ def main():
     parser.add_argument("--seeds-count", type=int, default=3, help="part (f): seeds vmapped together")
     parser.add_argument("--conv-inputs", default="28x28x1", help="part (k) input shapes HxWxC (e.g. 28x28x1,32x32x3)")
     parser.add_argument("--conv-batch", type=int, default=256, help="part (k) batch size")
+    parser.add_argument("--conv-export-only", action="store_true", help="part (k): the export timing alone")
     parser.add_argument("--conv-chunk", type=int, default=1,
                         help="part (k) steps per timed call (a conv step takes seconds on CPU)")
     parser.add_argument("--no-unrolled", action="store_true", help="part (c): skip the slow unrolled-15 model")
@@ -962,7 +966,8 @@ def main():
         shapes = [tuple(int(d) for d in s.split("x")) for s in args.conv_inputs.split(",")]
         # Export repeats: 1 by default (threaded OpenBLAS can take minutes a call on busy cores).
         results["k"] = part_k(shapes, args.conv_batch, max(args.repeats // 5, 2), args.conv_chunk,
-                              max(args.repeats // 20, 1), max(args.repeats // 10, 2), args.seed)
+                              max(args.repeats // 20, 1), max(args.repeats // 10, 2), args.seed,
+                              export_only=args.conv_export_only)
     if args.json is not None:
         text = json.dumps(results, indent=2)
         if args.json == "-":
