@@ -168,7 +168,7 @@ def checks(sections: dict) -> list[str]:
     lines = ["### Checks (computed from the tables above)", ""]
     pairs = (("linf", "maxmin_linf", "relu_linf"), ("l2", "groupsort_bjorck", "relu_bjorck"))
     for norm, sort_name, relu_name in pairs:
-        by_name = {name: r for name, _, r in sections[norm]}
+        by_name = {name: r for name, _, r in sections.get(norm, [])}
         if sort_name not in by_name or relu_name not in by_name:
             continue
         a, b = by_name[sort_name]["certified_accuracy"], by_name[relu_name]["certified_accuracy"]
@@ -206,6 +206,43 @@ def plot(dataset: str, sections: dict, path: str) -> None:
         ax.set_title(f"{dataset}: {'ℓ∞' if norm == 'linf' else 'ℓ2'} robustness")
         ax.legend(fontsize=6)
     plots.save(fig, path)
+
+
+def read_curve(workdir: str) -> list[dict]:
+    """The run's validation curve (``curve.jsonl``, one record per evaluation), or []."""
+    path = os.path.join(workdir, "curve.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def plot_curves(dataset: str, curves: dict, configs: dict, results: dict, path: str) -> bool:
+    """One panel per model with a validation curve: validation accuracy and certified
+    accuracy at each ε against the epoch, the selected (best) epoch marked. False if no
+    model has a curve."""
+    curves = {name: c for name, c in curves.items() if c}
+    if not curves:
+        return False
+    fig, axes = plots.grid_figure(1, len(curves), size=4.0)
+    axes = list(getattr(axes, "flat", [axes]))
+    for ax, (name, curve) in zip(axes, curves.items()):
+        r = results[name]
+        per_epoch = r["num_train"] / configs[name].train.batch_size
+        epochs = [c["step"] / per_epoch for c in curve]
+        ax.plot(epochs, [c["val_accuracy"] for c in curve], "k-", label="validation accuracy")
+        keys = [k for k in curve[-1] if k.startswith("val_certified_")]
+        for i, key in enumerate(keys):
+            ax.plot(epochs, [c.get(key, float("nan")) for c in curve], "--", color=f"C{i}",
+                    label=f"certified, ε = {key[len('val_certified_'):]}")
+        if r.get("selected"):
+            ax.axvline(r["selected"]["step"] / per_epoch, color="gray", lw=0.8, label="selected epoch")
+        ax.set_xlabel("epoch")
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{dataset}: {name}", fontsize=8)
+        ax.legend(fontsize=6)
+    plots.save(fig, path)
+    return True
 
 
 def main():
@@ -248,15 +285,17 @@ def main():
     runs_dir = os.path.join(args.runs_dir, args.dataset + ("_paper" if args.paper else "") + ("_quick" if args.quick else ""),
                             "w" + "-".join(map(str, configs[names[0]].model.widths)))
     sections: dict[str, list] = {"linf": [], "l2": []}
+    curves: dict[str, list] = {}
     for name, _, _, label, section in MODELS:
         if only and name not in only:
             continue
         r = run(os.path.join(runs_dir, name), configs[name])
         check_ordering(name, r)
         sections[section].append((name, label, r))
+        curves[name] = read_curve(os.path.join(runs_dir, name))
     if only and not args.table:
         return
-    write_table(args, sections, configs, missing=[name for name in names if only and name not in only])
+    write_table(args, sections, configs, curves, missing=[name for name in names if only and name not in only])
 
 
 def command(args) -> str:
@@ -270,13 +309,16 @@ def command(args) -> str:
     return "python experiments/robustness_table.py " + " ".join(flags)
 
 
-def write_table(args, sections, configs, missing=()) -> None:
+def write_table(args, sections, configs, curves, missing=()) -> None:
     suffix = ("_paper" if args.paper else "") + ("_quick" if args.quick else "") + args.suffix
     suffix += "_partial" if missing else ""
     sections = {norm: rows for norm, rows in sections.items() if rows}
     os.makedirs(args.results_dir, exist_ok=True)
     png = f"robustness_{args.dataset}{suffix}.png"
     plot(args.dataset, sections, os.path.join(args.results_dir, png))
+    curves_png = f"robustness_{args.dataset}{suffix}_curves.png"
+    results = {name: r for rows in sections.values() for name, _, r in rows}
+    has_curves = plot_curves(args.dataset, curves, configs, results, os.path.join(args.results_dir, curves_png))
     first = next(iter(sections.values()))[0][2]
     sources = sorted({r["data_source"] for rows in sections.values() for _, _, r in rows})
     total = sum(r["wall_time_s"] for rows in sections.values() for _, _, r in rows)
@@ -307,6 +349,9 @@ def write_table(args, sections, configs, missing=()) -> None:
         *[f"| {n} | {e} | {m} | {c} | {v} |" for n, e, m, c, v in REFERENCES],
         "", f"![accuracy vs ε]({png})", "",
     ]
+    if has_curves:
+        lines += ["Validation curves (the held-out split, every epoch; the selected epoch marked):", "",
+                  f"![validation curves]({curves_png})", ""]
     path = os.path.join(args.results_dir, f"robustness_{args.dataset}{suffix}.md")
     with open(path, "w") as f:
         f.write("\n".join(lines))
