@@ -9,6 +9,7 @@ Errors are one line on stderr (exit status 2 for a bad config or command line, 1
 failed run, 130 when interrupted); ``LIPSORT_DEBUG=1`` shows the traceback instead.
 """
 import os
+import signal
 import time
 
 from absl import app, flags, logging
@@ -38,6 +39,12 @@ def main(argv):
         fail(e, USAGE_ERROR, "config: ")
     workdir = _WORKDIR.value or default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
     logging.info("workdir: %s", workdir)
+    message = f"interrupted; run the same command again to resume {workdir} from its last checkpoint"
+    if not debug():
+        # Ctrl-C exits from the handler itself, before any unwinding: a KeyboardInterrupt
+        # raised inside an orbax save can hang in orbax's own cleanup (waiting on the save's
+        # threads), which the fresh-clone CI run hit once under load (2026-12-02).
+        signal.signal(signal.SIGINT, lambda signum, frame: interrupted(message))
     try:
         train.train_and_evaluate(config, workdir, restart=_RESTART.value)
     except train.ConfigError as e:
@@ -45,7 +52,7 @@ def main(argv):
     except KeyboardInterrupt:
         if debug():
             raise
-        interrupted(f"interrupted; run the same command again to resume {workdir} from its last checkpoint")
+        interrupted(message)
     except Exception as e:  # every failure of a run is reported the same way
         fail(e, RUN_ERROR, f"{type(e).__name__}: ")
 
