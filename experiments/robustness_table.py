@@ -163,6 +163,21 @@ def strong_section(sections: dict) -> list[str]:
     return lines
 
 
+def at_chance_lines(sections: dict) -> list[str]:
+    """One line per model whose clean accuracy is at chance (``results.json["at_chance"]``):
+    its row measures a failed training run, not its activation or constraint."""
+    lines = []
+    for norm in sections:
+        for name, _, r in sections[norm]:
+            if r.get("at_chance"):
+                selected = r.get("selected") or {}
+                where = f" (best validation accuracy {pct(selected['value'])} % at step {selected['step']})" \
+                    if "value" in selected else ""
+                lines.append(f"- `{name}` did not learn: clean accuracy {pct(r['clean_accuracy'])} % is at chance"
+                             f"{where}; its row says nothing about its activation or constraint.")
+    return lines
+
+
 def checks(sections: dict) -> list[str]:
     """The expected orderings (certified ≤ attacked ≤ clean; GroupSort vs ReLU), evaluated on the numbers above (never asserted blindly)."""
     lines = ["### Checks (computed from the tables above)", ""]
@@ -175,8 +190,10 @@ def checks(sections: dict) -> list[str]:
         worse = [e for e in a if not a[e] > b[e]]
         lines.append(
             f"- `{sort_name}` certifies more than `{relu_name}` (same constraint) at every ε: "
-            + ("yes." if not worse else f"no, not at ε = {', '.join(worse)}.")
+            + ("yes" if not worse else f"no, not at ε = {', '.join(worse)}")
+            + (f" (but `{relu_name}` did not learn: below)." if by_name[relu_name].get("at_chance") else ".")
         )
+    lines += at_chance_lines(sections)
     for norm in sections:
         for name, _, r in sections[norm]:
             if name.startswith("unconstrained"):

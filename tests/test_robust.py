@@ -1,5 +1,6 @@
 """Provable robustness: certification arithmetic, the batched PGD, and the ordering
 certified ≤ PGD ≤ clean on short runs of the robustness configs."""
+import importlib.util
 import math
 import os
 
@@ -187,3 +188,23 @@ def test_fashion_mnist_paper_config_runs_on_the_debian_idx_files(tmp_path):
     assert r["selected"]["by"] == "val_accuracy" and r["selected"]["step"] == 8
     for eps, cert in r["certified_accuracy"].items():
         assert cert <= r["attack_accuracy"][eps] <= r["clean_accuracy"]
+
+def test_robustness_table_checks_flag_a_model_at_chance():
+    spec = importlib.util.spec_from_file_location(
+        "robustness_table", os.path.join(REPO, "experiments", "robustness_table.py"))
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+
+    def row(clean, cert, at_chance=False):
+        return {"clean_accuracy": clean, "certified_accuracy": {"0.1": cert}, "attack_accuracy": {"0.1": clean},
+                "lipschitz_upper_bound": 1.0, "at_chance": at_chance, "selected": {"step": 29, "value": 0.1275}}
+
+    learned = {"linf": [("maxmin_linf", "", row(0.9, 0.7)), ("relu_linf", "", row(0.8, 0.4))]}
+    lines = table.checks(learned)
+    assert any("`maxmin_linf` certifies more than `relu_linf`" in line and line.endswith("yes.") for line in lines)
+    assert not any("did not learn" in line for line in lines)
+    collapsed = {"linf": [("maxmin_linf", "", row(0.9, 0.7)), ("relu_linf", "", row(0.1, 0.0, at_chance=True))]}
+    lines = table.checks(collapsed)
+    assert any("yes (but `relu_linf` did not learn: below)." in line for line in lines), lines
+    assert any(line.startswith("- `relu_linf` did not learn: clean accuracy 10.00 % is at chance (best validation "
+                               "accuracy 12.75 % at step 29)") for line in lines), lines
