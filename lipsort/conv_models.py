@@ -200,7 +200,8 @@ class LipschitzConvNet(nnx.Module):
         return export_conv_net(self)
 
 
-def fit_conv_under(kernel64: np.ndarray, input_hw, padding: str, bound: float = 1.0) -> tuple[np.ndarray, float]:
+def fit_conv_under(kernel64: np.ndarray, input_hw, padding: str, bound: float = 1.0,
+                   strides=(1, 1)) -> tuple[np.ndarray, float]:
     """(float32 kernel, its certified norm ≤ ``bound``): the conv analogue of
     :func:`lipsort.export.fit_under`. A constrained kernel is already within rounding of
     ``bound`` (BCOP, AOL), so the plain float32 cast is checked first; only if its exact
@@ -210,7 +211,7 @@ def fit_conv_under(kernel64: np.ndarray, input_hw, padding: str, bound: float = 
 
     kernel32 = np.asarray(kernel64, np.float64).astype(np.float32)
     for _ in range(64):
-        norm32 = convolution.certified_conv_norm(kernel32, input_hw, padding)
+        norm32 = convolution.certified_conv_norm(kernel32, input_hw, padding, strides)
         if norm32 <= bound:
             return kernel32, norm32
         kernel32 = (kernel32.astype(np.float64) * (min(bound / norm32, 1.0) * SHRINK)).astype(np.float32)
@@ -232,10 +233,10 @@ def export_conv_net(model: LipschitzConvNet):
         hw = list(shape[:2])
         kernel64 = conv.export_kernel()
         if conv.rule.constrained:
-            kernel32, bound = fit_conv_under(kernel64, hw, conv.padding)
+            kernel32, bound = fit_conv_under(kernel64, hw, conv.padding, strides=conv.strides)
         else:
             kernel32 = kernel64.astype(np.float32)
-            bound = convolution.certified_conv_norm(kernel32, hw, conv.padding)
+            bound = convolution.certified_conv_norm(kernel32, hw, conv.padding, conv.strides)
         arrays[f"conv_kernel_{i}"] = kernel32
         bias = conv.bias[...] if conv.bias is not None else np.zeros(kernel32.shape[3])
         arrays[f"conv_bias_{i}"] = np.asarray(bias, np.float32)

@@ -15,8 +15,16 @@ is exactly max over the N₁·N₂ frequencies f of σ_max(K̂(f)), K̂(f) = Σ_
 e^{−2πi(f₁u/N₁ + f₂v/N₂)} (a c_in×c_out matrix). A zero-padded (SAME) convolution of an
 H×W input is the restriction of the circular one on the torus of (H + kh − 1)×(W + kw − 1)
 to the zero-embedded input and the H×W output window (no wrapped tap reaches a nonzero
-pixel), so that torus's norm is a proven upper bound. A stride only drops outputs, so
-the stride-1 operator's norm bounds the strided one.
+pixel), so that torus's norm is a proven upper bound.
+
+Strides, by the polyphase decomposition. On a torus whose sides T are multiples of the
+stride s, y[i] = Σ_u x[i·s + u]·K[u] = Σ_{q, r} x_r[i + q]·K[q·s + r] with x_r[m] =
+x[m·s + r]: a stride-1 circular convolution on the (T/s)-torus of the s₁s₂·c_in-channel
+input (x_r)_r, a permutation of x, with the kernel regrouped (:func:`polyphase_kernel`).
+Its DFT norm is therefore exact for a circular layer with s | H, and for zero padding the
+torus of side ⌈(H + k − 1)/s⌉·s contains the layer as above (the input shift by the SAME
+padding is a circular shift, an isometry). A circular layer with s ∤ H keeps a subset of
+the stride-1 outputs, so the stride-1 norm bounds it.
 """
 from __future__ import annotations
 
@@ -182,24 +190,56 @@ def _folded(kernel: np.ndarray, n1: int, n2: int) -> np.ndarray:
     return out
 
 
-def torus_size(input_hw, kernel_hw, padding: str) -> tuple[int, int]:
-    """The torus whose circular convolution certifies the layer (module docstring)."""
+def torus_size(input_hw, kernel_hw, padding: str, strides=(1, 1)) -> tuple[int, int]:
+    """The torus whose (strided) circular convolution certifies the layer (module
+    docstring); its sides are multiples of the strides that :func:`certifying_strides` keeps."""
+    strides = certifying_strides(input_hw, padding, strides)
     if check_padding(padding) == "circular":
-        return tuple(int(s) for s in input_hw)
-    return tuple(int(s) + int(k) - 1 for s, k in zip(input_hw, kernel_hw))
+        return tuple(int(n) for n in input_hw)
+    return tuple(-(-(int(n) + int(k) - 1) // s) * s for n, k, s in zip(input_hw, kernel_hw, strides))
 
 
-def _spectrum(kernel: np.ndarray, input_hw, padding: str) -> tuple[np.ndarray, int, int]:
-    """K̂(f) for every frequency f of the certifying torus: (N₁·N₂, c_in, c_out), float64."""
+def certifying_strides(input_hw, padding: str, strides=(1, 1)) -> tuple[int, int]:
+    """The strides the certificate uses: the layer's, except along an axis of a circular
+    layer whose stride does not divide its size (there: 1, a valid but looser bound)."""
+    strides = tuple(int(s) for s in strides)
+    if any(s < 1 for s in strides):
+        raise ValueError(f"Conv strides must be ≥ 1, got {strides}.")
+    if check_padding(padding) == "circular":
+        return tuple(s if int(n) % s == 0 else 1 for n, s in zip(input_hw, strides))
+    return strides
+
+
+def polyphase_kernel(kernel: np.ndarray, strides) -> np.ndarray:
+    """The stride-1 kernel of a stride-s convolution on its polyphase input (module
+    docstring): P[q₁, q₂, (r₁·s₂ + r₂)·c_in + c, o] = K[q₁s₁ + r₁, q₂s₂ + r₂, c, o],
+    shape (⌈kh/s₁⌉, ⌈kw/s₂⌉, s₁s₂·c_in, c_out); the identity for stride 1."""
+    (s1, s2), (kh, kw, c_in, c_out) = strides, kernel.shape
+    if (s1, s2) == (1, 1):
+        return kernel
+    out = np.zeros((-(-kh // s1), -(-kw // s2), s1 * s2 * c_in, c_out), kernel.dtype)
+    for u in range(kh):
+        for v in range(kw):
+            phase = (u % s1) * s2 + v % s2
+            out[u // s1, v // s2, phase * c_in: (phase + 1) * c_in] = kernel[u, v]
+    return out
+
+
+def _spectrum(kernel: np.ndarray, input_hw, padding: str, strides=(1, 1)) -> tuple[np.ndarray, int, int]:
+    """P̂(f) for every frequency f of the certifying (T/s)-torus, P the polyphase kernel:
+    (N₁·N₂, s₁s₂·c_in, c_out), float64."""
     k = np.asarray(kernel, np.float64)
-    n1, n2 = torus_size(input_hw, k.shape[:2], padding)
-    spectrum = np.fft.fft2(_folded(k, n1, n2), axes=(0, 1))
-    return spectrum.reshape(n1 * n2, k.shape[2], k.shape[3]), n1, n2
+    strides = certifying_strides(input_hw, padding, strides)
+    t1, t2 = torus_size(input_hw, k.shape[:2], padding, strides)
+    n1, n2 = t1 // strides[0], t2 // strides[1]
+    p = polyphase_kernel(k, strides)
+    spectrum = np.fft.fft2(_folded(p, n1, n2), axes=(0, 1))
+    return spectrum.reshape(n1 * n2, p.shape[2], p.shape[3]), n1, n2
 
 
-def _certified_conv_norm(kernel: np.ndarray, input_hw, padding: str) -> float:
+def _certified_conv_norm(kernel: np.ndarray, input_hw, padding: str, strides=(1, 1)) -> float:
     k = np.asarray(kernel, np.float64)
-    matrices, n1, n2 = _spectrum(k, input_hw, padding)
+    matrices, n1, n2 = _spectrum(k, input_hw, padding, strides)
     # Many small SVDs: a threaded BLAS only contends (19–26 s vs 3.4 s for an export of the
     # 4-conv benchmark net on 2 busy cores, scripts/benchmark.py part k, 2026-12-02).
     with _one_blas_thread():
@@ -216,12 +256,13 @@ _NORM_CACHE: collections.OrderedDict = collections.OrderedDict()
 _NORM_CACHE_SIZE = 64
 
 
-def certified_conv_norm(kernel, input_hw, padding: str) -> float:
+def certified_conv_norm(kernel, input_hw, padding: str, strides=(1, 1)) -> float:
     """A proven upper bound of the ℓ2 operator norm of the convolution of an
-    ``input_hw`` image with ``kernel`` (any stride), in float64.
+    ``input_hw`` image with ``kernel`` at ``strides``, in float64.
 
-    Exact (up to the margin below) for stride-1 circular padding; for zero padding the
-    norm of the circular convolution on the enlarged torus (module docstring). The
+    Exact (up to the margin below) for circular padding with strides that divide the
+    size; for zero padding the norm of the (strided) circular convolution on the enlarged
+    torus (module docstring). The
     margin covers the rounding of the float64 FFT and SVD: each K̂(f) is computed with a
     Frobenius error ≤ c·u·log₂(N₁N₂)·S and its σ_max with an error ≤ c·u·n·S
     (u = 2⁻⁵³, S = ‖(Σ_taps |K|)‖_F ≥ every ‖K̂(f)‖₂); 8·u·(log₂(N₁N₂) + n + 1)·S is far above both.
@@ -229,11 +270,11 @@ def certified_conv_norm(kernel, input_hw, padding: str) -> float:
     """
     k = np.ascontiguousarray(kernel)
     key = (hashlib.blake2b(k.tobytes(), digest_size=16).hexdigest(), k.dtype.str, k.shape,
-           tuple(int(s) for s in input_hw), check_padding(padding))
+           tuple(int(s) for s in input_hw), check_padding(padding), certifying_strides(input_hw, padding, strides))
     if key in _NORM_CACHE:
         _NORM_CACHE.move_to_end(key)
         return _NORM_CACHE[key]
-    norm = _certified_conv_norm(k, input_hw, padding)
+    norm = _certified_conv_norm(k, input_hw, padding, strides)
     _NORM_CACHE[key] = norm
     if len(_NORM_CACHE) > _NORM_CACHE_SIZE:
         _NORM_CACHE.popitem(last=False)
@@ -262,5 +303,5 @@ def conv_operator_norm_estimate(kernel: Array, input_shape, strides=(1, 1), padd
 __all__ = [
     "PADDINGS", "conv", "conv_numpy", "space_to_depth", "compose_kernels", "kernel_gram",
     "aol_rescale", "aol_rescale_numpy", "certified_conv_norm",
-    "conv_operator_norm_estimate", "output_size", "torus_size",
+    "conv_operator_norm_estimate", "output_size", "torus_size", "certifying_strides", "polyphase_kernel",
 ]

@@ -23,7 +23,8 @@ Record types (:data:`RECORD_TYPES`; a new layer kind is one new entry):
   "constraint", "norms": ["2", "2"], "input_size": [H, W], "bound"}``: h ← conv(h, kernel)
   + bias on NHWC h, kernel HWIO (:func:`lipsort.convolution.conv`); ``input_size`` is the
   H×W the layer sees, which its ``bound`` (:func:`lipsort.convolution.certified_conv_norm`:
-  exact for circular padding, a proven upper bound for zero padding) is certified for;
+  exact for circular padding whose strides divide the size, a proven upper bound
+  otherwise) is certified for;
 - ``{"type": "activation", "name", "group_size", "lipschitz"}`` on the last axis
   (channels for images);
 - ``{"type": "space_to_depth", "block": b}``: (H, W, C) → (H/b, W/b, b·b·C), a permutation;
@@ -93,7 +94,8 @@ def _dense_bound(record: dict, arrays: dict) -> float:
 def _conv_bound(record: dict, arrays: dict) -> float:
     from lipsort import convolution
 
-    return convolution.certified_conv_norm(arrays[record["kernel"]], record["input_size"], record["padding"])
+    return convolution.certified_conv_norm(arrays[record["kernel"]], record["input_size"], record["padding"],
+                                           record.get("strides", (1, 1)))
 
 
 def _conv_numpy(record, arrays, h):

@@ -24,10 +24,39 @@ def test_numpy_conv_matches_jax_and_the_bound_holds(padding, stride, k):
     np.testing.assert_allclose(y, convolution.conv_numpy(x, kernel, (stride, stride), padding), atol=2e-5)
     assert y.shape[1:3] == tuple(convolution.output_size(s, k, stride, padding) for s in (8, 6))
     estimate = convolution.conv_operator_norm_estimate(kernel, (8, 6, 3), (stride, stride), padding, iters=200)
-    bound = convolution.certified_conv_norm(kernel, (8, 6), padding)
+    bound = convolution.certified_conv_norm(kernel, (8, 6), padding, (stride, stride))
     assert estimate <= bound * (1 + 1e-5)
-    if padding == "circular" and stride == 1:  # exact: the power iteration reaches it
+    if padding == "circular":  # exact (the stride divides 8 and 6): the power iteration reaches it
         assert estimate >= bound * (1 - 1e-4)
+
+
+def _operator_norm(kernel, input_hw, strides, padding):
+    """σ_max of the convolution's explicit matrix (its columns: the images of the basis)."""
+    h, w = input_hw
+    c_in = kernel.shape[2]
+    basis = np.eye(h * w * c_in).reshape(h * w * c_in, h, w, c_in)
+    matrix = convolution.conv_numpy(basis, kernel, strides, padding).reshape(h * w * c_in, -1)
+    return np.linalg.svd(matrix, compute_uv=False)[0]
+
+
+@pytest.mark.parametrize("padding,input_hw,strides,k", [
+    ("circular", (8, 6), (2, 2), 3), ("circular", (6, 6), (3, 2), 4), ("circular", (8, 8), (2, 2), 2),
+    ("zeros", (8, 6), (2, 2), 3), ("zeros", (7, 5), (2, 3), 3), ("zeros", (8, 8), (2, 2), 2),
+    ("circular", (7, 6), (2, 2), 3),  # 2 ∤ 7: the stride-1 bound along that axis
+])
+def test_strided_bound_is_exact_for_circular_and_bounds_zero_padding(padding, input_hw, strides, k):
+    kernel = np.random.default_rng(k).normal(size=(k, k, 2, 3))
+    exact = _operator_norm(kernel, input_hw, strides, padding)
+    bound = convolution.certified_conv_norm(kernel, input_hw, padding, strides)
+    stride_one = convolution.certified_conv_norm(kernel, input_hw, padding)
+    assert exact <= bound
+    if padding == "circular":  # the same torus: the strided rows are a subset of the stride-1 ones
+        assert bound <= stride_one * (1 + 1e-12)
+        if convolution.certifying_strides(input_hw, padding, strides) == strides:
+            np.testing.assert_allclose(bound, exact, rtol=1e-9)
+    if k == 2 and strides == (2, 2):  # non-overlapping patches: the norm is that of the 4·c_in × c_out matrix
+        np.testing.assert_allclose(exact, np.linalg.norm(kernel.reshape(-1, 3), 2), rtol=1e-9)
+        assert bound < 0.9 * stride_one  # the stride-1 bound is far looser here
 
 
 def test_circular_bound_folds_a_kernel_larger_than_the_torus():
