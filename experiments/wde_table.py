@@ -14,7 +14,13 @@ seeds; critic 784 → 720 → 720 → 1, K = 1) with :mod:`lipsort.sweep`, all a
 same generator (trained first if missing); each cell's seeds train together in one
 vmapped program. Runs live in runs/wde_table/<dataset>[_paper][_quick]/<cell>/seed_<s>
 and are reused when their config matches, so an interrupted table continues where it
-stopped. Writes
+stopped. ``--merge`` also counts the runs stored in the table's JSON by earlier sessions
+(a machine whose runs/ folder is gone): each earlier run of a seed not run now is kept only
+if it was made against the same generator and held-out samples: the same steps, data
+source and generator config, and the exact OT cost between its seed's held-out images and
+generator samples, recomputed now with this session's generator, equal to the stored one
+(a fingerprint of the data, the generator and the seed); the others are listed and left
+out. So a table's seeds can be run one session at a time. Writes
 experiments/results/wde_<dataset>.md (mean ± std per cell beside the poster's numbers,
 checks of the paper's orderings and of the certificates), wde_<dataset>.json (every run)
 and wde_<dataset>.png (bar plot).
@@ -26,11 +32,13 @@ OT between the same held-out samples) and every certified Lipschitz bound ≤ 1.
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
+import functools
 import json
 import os
-import shutil
 import sys
+from typing import Callable
 
 import numpy as np
 
@@ -40,6 +48,7 @@ sys.path.insert(0, REPO)
 from absl import logging  # noqa: E402
 
 from lipsort import data as lipsort_data  # noqa: E402
+from lipsort import workdir as run_files  # noqa: E402
 from lipsort.config_loader import load_config  # noqa: E402
 
 from configs import common  # noqa: E402
@@ -105,9 +114,72 @@ def run_sweep(dataset: str, seeds, steps, quick: bool, runs_dir: str, paper: boo
         with open(os.path.join(row["workdir"], "results.json")) as f:
             results = json.load(f)
         activation, constraint = row["cell"].split(", ")
+        curve = read_curve(row["workdir"])
         rows.append({"activation": activation, "constraint": constraint, "seed": row["seed"],
-                     "workdir": row["workdir"], **{k: results.get(k) for k in RUN_KEYS}})
+                     "workdir": row["workdir"], **{k: results.get(k) for k in RUN_KEYS},
+                     "curve": curve, "date": datetime.date.today().isoformat()})
     return rows
+
+
+CURVE_KEYS = ("step", "wasserstein_estimate", "wasserstein_estimate_train")
+
+
+def read_curve(workdir: str) -> list[dict]:
+    """The run's learning curve (curve.jsonl) cut to :data:`CURVE_KEYS`, kept in the
+    table's JSON so that a later session can merge the run without its workdir."""
+    return [{k: rec.get(k) for k in CURVE_KEYS} for rec in run_files.read_metrics(workdir, run_files.CURVE)]
+
+
+# Earlier runs count only if made against the same samples: the exact OT cost between the
+# held-out images and the generator's samples for the run's seed, recomputed now, agrees
+# with the stored one to this relative tolerance.
+FINGERPRINT_RTOL = 1e-6
+
+
+def merge_reason(earlier: dict, now: dict, exact_now: Callable[[int], float]) -> str | None:
+    """Why the ``earlier`` run cannot join a table made now (``now``: a row of this
+    session; ``exact_now(seed)``: the held-out exact OT cost of ``seed`` with this session's
+    generator and data), or None when it was made against the same samples."""
+    for key in ("steps", "data_source", "generator_dir", "num_eval_samples"):
+        if earlier.get(key) != now.get(key):
+            return f"{key} {earlier.get(key)!r} ≠ {now.get(key)!r}"
+    stored, recomputed = earlier["exact_w1_samples"], exact_now(earlier["seed"])
+    if abs(stored - recomputed) > FINGERPRINT_RTOL * abs(recomputed):
+        return (f"exact_w1_samples of seed {earlier['seed']} stored {stored:.9g}, {recomputed:.9g} now "
+                "(another generator or other held-out samples)")
+    return None
+
+
+def merge_rows(rows: list[dict], earlier: list[dict],
+               exact_now: Callable[[int], float]) -> tuple[list[dict], list[str]]:
+    """This session's ``rows`` plus the ``earlier`` runs of seeds not run now that
+    :func:`merge_reason` accepts; and one line per earlier run left out, saying why."""
+    done = {(r["activation"], r["constraint"], r["seed"]) for r in rows}
+    merged, refused = list(rows), []
+    for r in earlier:
+        if (r["activation"], r["constraint"], r["seed"]) in done:
+            continue
+        reason = merge_reason(r, rows[0], exact_now)
+        if reason:
+            refused.append(f"{r['activation']}, {r['constraint']}, seed {r['seed']}: {reason}")
+        else:
+            merged.append(r)
+    return merged, refused
+
+
+def exact_now_fn(config) -> Callable[[int], float]:
+    """seed → ``exact_w1_samples`` of a run of ``config`` with that seed, computed now
+    without training (:func:`lipsort.tasks.wde.held_out_exact_w1`), cached per seed."""
+    from lipsort import train
+    from lipsort.tasks import wde
+
+    @functools.cache
+    def exact(seed: int) -> float:
+        cfg = copy.deepcopy(config)
+        cfg.seed = int(seed)
+        return wde.held_out_exact_w1(cfg, train.evaluation_key(cfg))
+
+    return exact
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -156,7 +228,7 @@ def checks(cells: dict) -> list[str]:
     return lines
 
 
-def write_markdown(path, dataset, rows, cells, command, config) -> None:
+def write_markdown(path, dataset, rows, cells, commands, config) -> None:
     # Riemannian Adam applies to riemannian-mode Björck cells; the Spectral cells keep Adam.
     optimizer = (f"{config.train.optimizer} (Björck) / adam (Spectral)" if config.train.optimizer == "riemannian_adam"
                  else config.train.optimizer)
@@ -165,10 +237,9 @@ def write_markdown(path, dataset, rows, cells, command, config) -> None:
     lines = [
         f"# Wasserstein-1 estimates: {dataset} vs a WGAN-GP generator",
         "",
-        f"Command: `{command}`  ",
+        *command_lines(commands),
         f"Hardware: 2 CPU cores, shared with other jobs; {len(rows)} runs, "
-        f"{sum(r['wall_time_s'] for r in rows) / 60:.1f} min of run wall time "
-        f"({datetime.date.today().isoformat()}).  ",
+        f"{sum(r['wall_time_s'] for r in rows) / 60:.1f} min of run wall time ({run_dates(rows)}).  ",
         f"Data: {rows[0]['data_source']}.  ",
         f"Held-out samples per side: {rows[0]['num_eval_samples']}; critic training steps: "
         f"{', '.join(map(str, steps))} (batch {config.train.batch_size}), seeds "
@@ -201,28 +272,57 @@ def write_markdown(path, dataset, rows, cells, command, config) -> None:
         f.write("\n".join(lines))
 
 
+def command_lines(commands: list[str]) -> list[str]:
+    if len(commands) == 1:
+        return [f"Command: `{commands[0]}`  "]
+    return ["Commands (each made some of the runs, merged with `--merge`; the last made this file):  ",
+            *[f"`{c}`  " for c in commands]]
+
+
+def run_dates(rows: list[dict]) -> str:
+    """When the runs were made: one date, or the seeds of each date."""
+    by_date: dict[str, set] = {}
+    for r in rows:
+        by_date.setdefault(r.get("date") or "an earlier session, undated", set()).add(r["seed"])
+    if len(by_date) == 1:
+        return next(iter(by_date))
+    return "; ".join(f"{d}: seeds {sorted(seeds)}" for d, seeds in sorted(by_date.items()))
+
+
+def run_curves(rows: list[dict]) -> dict[str, list[list[dict]]]:
+    """cell → the curve records of each run that has one: stored in the row (``curve``) or
+    read from its workdir's curve.jsonl."""
+    curves: dict[str, list[list[dict]]] = {}
+    for r in rows:
+        curve = r.get("curve") or (read_curve(r["workdir"]) if r.get("workdir") and os.path.isdir(r["workdir"])
+                                   else [])
+        if curve:
+            curves.setdefault(f"{r['activation']}, {r['constraint']}", []).append(curve)
+    return curves
+
+
+def plot_run_curves(path: str, rows: list[dict]) -> bool:
+    """The learning curves of every run with one (mean ± std over seeds per cell)."""
+    return sweeps.plot_curves(path, run_curves(rows), CURVE_KEYS[1:])
+
+
 CURVE_STEPS_SHOWN = 6  # columns of the learning-curve table (evenly spaced recorded steps)
 
 
 def curve_lines(image: str, rows: list[dict]) -> list[str]:
     """The held-out estimate of each cell's exported critic along training (mean over seeds
     at steps every seed recorded in curve.jsonl), as a markdown table, and the plot ``image``."""
-    from lipsort import workdir as run_files
-
-    curves: dict[str, list[dict]] = {}
-    for r in rows:
-        records = run_files.read_metrics(r["workdir"], run_files.CURVE) if r.get("workdir") else []
-        if records:
-            curves.setdefault(f"{r['activation']}, {r['constraint']}", []).append(
-                {rec["step"]: rec["wasserstein_estimate"] for rec in records})
+    curves = {cell: [{rec["step"]: rec["wasserstein_estimate"] for rec in run} for run in runs]
+              for cell, runs in run_curves(rows).items()}
     if not curves:
         return []
     steps = sorted(set.intersection(*[set(c) for runs in curves.values() for c in runs]))
     shown = [steps[i] for i in np.unique(np.linspace(0, len(steps) - 1, CURVE_STEPS_SHOWN).round().astype(int))]
-    lines = ["## Learning curves (held-out estimate of the exported critic, mean over seeds)", "",
-             "| cell | " + " | ".join(f"step {s}" for s in shown) + " |", "|---" * (len(shown) + 1) + "|"]
+    lines = ["## Learning curves (held-out estimate of the exported critic, mean over the seeds with a curve)", "",
+             "| cell | seeds | " + " | ".join(f"step {s}" for s in shown) + " |", "|---" * (len(shown) + 2) + "|"]
     for cell, runs in curves.items():
-        lines.append(f"| {cell} | " + " | ".join(f"{np.mean([c[s] for c in runs]):.3f}" for s in shown) + " |")
+        lines.append(f"| {cell} | {len(runs)} | "
+                     + " | ".join(f"{np.mean([c[s] for c in runs]):.3f}" for s in shown) + " |")
     return lines + ["", f"![learning curves]({image})", ""]
 
 
@@ -303,6 +403,9 @@ def main(argv=None) -> int:
     parser.add_argument("--source", default="auto", help="config.data.source of the data and the generator")
     parser.add_argument("--runs", default=os.path.join(REPO, "runs", "wde_table"))
     parser.add_argument("--out", default=os.path.join(REPO, "experiments", "results"))
+    parser.add_argument("--merge", action="store_true",
+                        help="also count the runs of seeds not run now stored in the table's JSON by earlier "
+                             "sessions, when made against the same generator and samples")
     args = parser.parse_args(argv)
     logging.set_verbosity(logging.INFO)
     seeds = [int(s) for s in args.seeds.split(",") if s]
@@ -317,19 +420,27 @@ def main(argv=None) -> int:
     runs_dir = os.path.join(args.runs, args.dataset + suffix)
     rows = run_sweep(args.dataset, seeds, args.steps or None, args.quick, runs_dir, paper=args.paper,
                      riemannian=args.riemannian, source=args.source)
-    cells = summarize(rows)
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, f"wde_{args.dataset}" + suffix)
-    command = "python experiments/wde_table.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = ("python experiments/wde_table.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
+    rows = [{**r, "command": command} for r in rows]
+    if args.merge and os.path.exists(stem + ".json"):
+        with open(stem + ".json") as f:
+            earlier = json.load(f)
+        earlier_rows = [{"command": earlier["command"], **r} for r in earlier["runs"]]  # older files: one command
+        rows, refused = merge_rows(rows, earlier_rows, exact_now_fn(base_config(
+            args.dataset, args.steps or None, args.quick, args.paper, args.source)))
+        print(f"wde_table: {len(rows)} runs in the table, {len(refused)} earlier run(s) left out"
+              + "".join(f"\n  {line}" for line in refused))
+    commands = list(dict.fromkeys([r["command"] for r in rows if r["command"] != command] + [command]))
+    cells = summarize(rows)
     config = base_config(args.dataset, args.steps or None, args.quick, args.paper, args.source)
     if args.riemannian:
         config = sweeps.apply_overrides(config, dict(common.WDE_MODES)["riemannian"])  # the Björck cells' config
-    write_markdown(stem + ".md", args.dataset, rows, cells, command.strip(), config)
-    curves = os.path.join(runs_dir, sweeps.CURVES_PNG)
-    if os.path.exists(curves):  # learning curves of the exported critics (config.eval.curve_every)
-        shutil.copy(curves, stem + "_curves.png")
+    write_markdown(stem + ".md", args.dataset, rows, cells, commands, config)
+    plot_run_curves(stem + "_curves.png", rows)  # learning curves of the exported critics (config.eval.curve_every)
     with open(stem + ".json", "w") as f:
-        json.dump({"command": command.strip(), "runs": rows}, f, indent=1)
+        json.dump({"command": command, "runs": rows}, f, indent=1)
     plot(stem + ".png", args.dataset, cells)
     print("\n".join(checks(cells)))
     return 0

@@ -316,6 +316,11 @@ def run_keys(config) -> tuple[Array, Array]:
     return jax.random.fold_in(seed_key, 1), jax.random.fold_in(seed_key, 2)
 
 
+def evaluation_key(config) -> Array:
+    """The key of the task's final evaluation (``EvalContext.key``) of a run of ``config``."""
+    return jax.random.fold_in(run_keys(config)[1], 1)
+
+
 def search_lower_bound(config, exported, points, key) -> float | None:
     """The certificate's empirical side (``config.certify.search_steps``, 0 = skip)."""
     search_steps = int(get(get(config, "certify"), "search_steps", 20))
@@ -442,7 +447,7 @@ def _finish(config, task: tasks.Task, graphdef: nnx.GraphDef, state, workdir: st
     exported = export_model(model)
     save_export(exported, workdir)
     lower = search_lower_bound(config, exported, task.certify_points, jax.random.fold_in(eval_key, 0))
-    extra = task.evaluate(EvalContext(config, model, exported, workdir, jax.random.fold_in(eval_key, 1)))
+    extra = task.evaluate(EvalContext(config, model, exported, workdir, evaluation_key(config)))
     common = run_files.common_results(
         config, exported, steps=step, start_time=start_time, resumed_from=resumed_from,
         data_source=task.data_source, lower_bound=lower, params=params,

@@ -106,14 +106,42 @@ def test_table_summaries_and_checks(tmp_path):
     lines = table.checks(table.summarize(rows))
     assert any(line.startswith("- Björck ≥ Spectral for MaxMin: NO") for line in lines)
     assert any(line.startswith("- Every lipschitz_upper_bound ≤ 1: NO") for line in lines)
-    table.write_markdown(str(tmp_path / "t.md"), "mnist", rows, table.summarize(rows), "cmd",
+    table.write_markdown(str(tmp_path / "t.md"), "mnist", rows, table.summarize(rows), ["cmd"],
                          table.base_config("mnist", steps=7, quick=True))
     text = (tmp_path / "t.md").read_text()
-    assert "| ReLU | Spectral |" in text and "0.95 ± 0.01" in text
+    assert "| ReLU | Spectral |" in text and "0.95 ± 0.01" in text and "Command: `cmd`" in text
     assert "Björck layers trained in retraction mode" in text and "critic training steps: 7" in text
     assert "## Learning curves" not in text  # no run recorded a curve.jsonl
     table.plot(str(tmp_path / "t.png"), "mnist", table.summarize(rows))
     assert (tmp_path / "t.png").exists()
+
+
+def test_table_merges_only_earlier_runs_made_against_the_same_samples(tmp_path):
+    table = _table_module()
+
+    def run(activation, seed, exact=9.0, date="2026-12-03", curve=True):
+        return {"activation": activation, "constraint": "Björck", "seed": seed, "steps": 7, "data_source": "d",
+                "generator_dir": "runs/generators/g", "num_eval_samples": 40, "exact_w1_samples": exact,
+                "wasserstein_estimate": 1.0 + seed, "lipschitz_upper_bound": 0.99, "wall_time_s": 3.0,
+                "date": date, "curve": [{"step": 4, "wasserstein_estimate": 0.5 + seed,
+                                         "wasserstein_estimate_train": 0.4}] if curve else []}
+
+    now = [run("ReLU", 1), run("MaxMin", 1)]
+    earlier = [run("ReLU", 0, date="2026-12-02"), run("ReLU", 1, date="2026-12-02"),  # seed 1 is run now
+               run("MaxMin", 0, exact=9.5, date="2026-12-02"),  # another generator: refused
+               {**run("MaxMin", 2, curve=False), "steps": 8, "date": None}]  # another budget: refused
+    exact_now = {0: 9.0 * (1 + 1e-8), 2: 9.0}.__getitem__  # seed → the held-out OT cost recomputed now
+    rows, refused = table.merge_rows(now, earlier, exact_now)
+    assert [(r["activation"], r["seed"], r["date"]) for r in rows] == [
+        ("ReLU", 1, "2026-12-03"), ("MaxMin", 1, "2026-12-03"), ("ReLU", 0, "2026-12-02")]
+    assert len(refused) == 2 and "seed 0 stored 9.5, 9.00000009 now" in refused[0] and "steps 8 ≠ 7" in refused[1]
+    assert table.run_dates(rows) == "2026-12-02: seeds [0]; 2026-12-03: seeds [1]"
+    curves = table.run_curves(rows)
+    assert [len(runs) for runs in curves.values()] == [2, 1]
+    lines = table.curve_lines("c.png", rows)
+    assert "| ReLU, Björck | 2 | 1.000 |" in lines and "| MaxMin, Björck | 1 | 1.500 |" in lines
+    assert table.plot_run_curves(str(tmp_path / "c.png"), rows) and (tmp_path / "c.png").exists()
+    assert table.command_lines(["a", "b"])[1:] == ["`a`  ", "`b`  "]
 
 
 def test_paper_protocol_runs_and_reports_the_training_sample_estimate(tmp_path, generator_base):
@@ -146,5 +174,5 @@ def test_table_learning_curves_are_tabulated(tmp_path):
                 f.write(json.dumps({"step": step, "wasserstein_estimate": step / 4 + seed}) + "\n")
         rows.append({"activation": "MaxMin", "constraint": "Björck", "workdir": str(workdir)})
     lines = table.curve_lines("c.png", rows)
-    assert "| step 4 | step 8 |" in lines[2] and "| MaxMin, Björck | 1.500 | 2.500 |" in lines
+    assert "| step 4 | step 8 |" in lines[2] and "| MaxMin, Björck | 2 | 1.500 | 2.500 |" in lines
     assert "![learning curves](c.png)" in lines

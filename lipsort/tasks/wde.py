@@ -153,6 +153,35 @@ def _plot(ctx: EvalContext, pair, x_p, x_q, estimate) -> None:
 # --- images: data against a GAN's samples ---------------------------------------------------
 
 
+def _generator_dir(config) -> str:
+    """Where the generator of ``config.generator`` lives (trained there when missing)."""
+    from lipsort.tasks import gan
+
+    base = config.get("generator_dir", "runs/generators")
+    if not isinstance(base, str) or not base:
+        raise ValueError(f"config.generator_dir must be a folder path, got {base!r}.")
+    return gan.generator_dir(base, config.generator)
+
+
+def _held_out(images, generator, key, num_eval: int) -> tuple[np.ndarray, np.ndarray]:
+    """The evaluation's samples: the first ``num_eval`` held-out images and as many
+    generator samples drawn with ``key``."""
+    return images.x_test[:num_eval], np.asarray(generator.sample(key, num_eval))
+
+
+def held_out_exact_w1(config, key) -> float:
+    """``exact_w1_samples`` of an image run of ``config`` evaluated with ``key``
+    (:func:`lipsort.train.evaluation_key`), without training a critic: the exact OT cost
+    between the held-out images and the generator samples the evaluation draws. A
+    fingerprint of the data, the generator and the seed together (a generator trained
+    again elsewhere reproduces it only if it is the same function)."""
+    from lipsort.tasks import gan
+
+    images = data.load(config.data)
+    generator = gan.ensure_generator(config.generator, _generator_dir(config))
+    return float(toys.exact_w1_samples(*_held_out(images, generator, key, int(config.data.num_eval))))
+
+
 def _image_task(config) -> Task:
     from lipsort.tasks import gan  # only image runs need it
 
@@ -170,14 +199,11 @@ def _image_task(config) -> Task:
             f"{gen_cfg.data.dataset}/{tuple(gen_cfg.data.pixel_range)} differ from config.data's "
             f"{config.data.dataset}/{tuple(config.data.pixel_range)}."
         )
-    base = config.get("generator_dir", "runs/generators")
-    if not isinstance(base, str) or not base:
-        raise ValueError(f"config.generator_dir must be a folder path, got {base!r}.")
     images = data.load(config.data)  # a missing data set fails here, before any work
     if num_eval > len(images.x_test):
         raise ValueError(f"config.data.num_eval {num_eval} > the {len(images.x_test)} held-out "
                          f"images of {images.source}; lower it.")
-    gen_dir = gan.generator_dir(base, gen_cfg)
+    gen_dir = _generator_dir(config)
     x_train = images.x_train
     train_batches = (config.get("eval") or {}).get("train_batches", 0)
     if isinstance(train_batches, bool) or not isinstance(train_batches, int) or train_batches < 0:
@@ -205,7 +231,7 @@ def _image_task(config) -> Task:
 
     def held_out(key):
         # A key the training batches never used (they fold the step into another key).
-        return images.x_test[:num_eval], np.asarray(generator().sample(key, num_eval))
+        return _held_out(images, generator(), key, num_eval)
 
     def train_estimate(exported, key):
         return (training_sample_estimate(exported, x_train, generator(), jax.random.fold_in(key, 1), train_batches,
