@@ -19,9 +19,18 @@ run is reused, so an interrupted sweep continues where it stopped):
 out, the best epoch by validation accuracy); ``--strong_points`` (default 200) adds the
 strong attack of :func:`lipsort.tasks.classify.strong_attack` on that many test points.
 
+``--merge`` also counts the models stored in the table's JSON by earlier sessions (a
+machine whose runs/ folder is gone) that are not run now, each only if its stored config
+equals the config it would run with now and its data source is the one found now; the
+others are listed and left out. So a long table (the ``--paper`` ones: hours per model on
+2 CPU cores) can be built one model at a time, e.g. ``--paper --only=groupsort_bjorck
+--merge``; the table stays ``_partial`` until every model is in it.
+
 Writes experiments/results/robustness_<dataset>.md (tables, command, hardware, data
-source, published reference points for full MNIST) and robustness_<dataset>.png
-(accuracy vs ε). Refuses to write a table where certified ≤ PGD ≤ clean fails: that
+source, published reference points for full MNIST), robustness_<dataset>.png (accuracy
+vs ε) and robustness_<dataset>.json (every model's results, config, validation curve,
+command and date, which ``--merge`` reads; earlier models this table does not hold are
+kept there under ``left_out``). Refuses to write a table where certified ≤ PGD ≤ clean fails: that
 would be a bug in the certificate or the attack, not a result.
 """
 from __future__ import annotations
@@ -277,6 +286,9 @@ def main():
     parser.add_argument("--suffix", default="", help="appended to the output names, e.g. _w512")
     parser.add_argument("--paper", action="store_true",
                         help="the paper's protocols (each config's :paper: 200 epochs, validation split, best epoch)")
+    parser.add_argument("--merge", action="store_true",
+                        help="also count the models of the table's JSON (earlier sessions) not run now whose stored "
+                             "config is the one they would run with now; writes the table (partial until complete)")
     parser.add_argument("--strong_points", type=int, default=200,
                         help="test points the strong attack (200-step PGD, 10 restarts, a targeted run per wrong "
                              "class) attacks per ε (0 = off)")
@@ -301,18 +313,66 @@ def main():
         train.validate_config(configs[name])
     runs_dir = os.path.join(args.runs_dir, args.dataset + ("_paper" if args.paper else "") + ("_quick" if args.quick else ""),
                             "w" + "-".join(map(str, configs[names[0]].model.widths)))
-    sections: dict[str, list] = {"linf": [], "l2": []}
-    curves: dict[str, list] = {}
-    for name, _, _, label, section in MODELS:
+    entries: dict[str, dict] = {}  # name → results, config, curve, command, date
+    for name in names:
         if only and name not in only:
             continue
         r = run(os.path.join(runs_dir, name), configs[name])
         check_ordering(name, r)
-        sections[section].append((name, label, r))
-        curves[name] = read_curve(os.path.join(runs_dir, name))
-    if only and not args.table:
+        entries[name] = {"results": r, "config": run_files.config_to_dict(configs[name]),
+                         "curve": read_curve(os.path.join(runs_dir, name)), "command": command(args),
+                         "date": time.strftime("%Y-%m-%d")}
+    if only and not (args.table or args.merge):
         return
-    write_table(args, sections, configs, curves, missing=[name for name in names if only and name not in only])
+    json_path = os.path.join(args.results_dir, f"robustness_{args.dataset}{output_suffix(args)}.json")
+    left_out: dict[str, dict] = {}  # earlier entries not in this table, kept in the JSON (nothing is lost)
+    if os.path.exists(json_path):
+        with open(json_path) as f:
+            stored = json.load(f)
+        left_out = {name: e for name, e in stored.get("left_out", {}).items() if name not in entries}
+        earlier = {name: e for name, e in stored["models"].items() if name not in entries}
+        if args.merge:
+            merged, refused = merge_entries(entries, earlier, configs)
+            print(f"robustness_table: {len(merged)} model(s) from earlier sessions, {len(refused)} left out"
+                  + "".join(f"\n  {line}" for line in refused))
+            entries.update(merged)
+        left_out.update({name: e for name, e in earlier.items() if name not in entries})
+    for name, entry in entries.items():
+        check_ordering(name, entry["results"])  # earlier ones too: a table never holds a broken certificate
+    os.makedirs(args.results_dir, exist_ok=True)
+    with open(json_path, "w") as f:
+        json.dump({"models": {name: entries[name] for name in names if name in entries}, "left_out": left_out},
+                  f, indent=1)
+    sections: dict[str, list] = {"linf": [], "l2": []}
+    for name, _, _, label, section in MODELS:
+        if name in entries:
+            sections[section].append((name, label, entries[name]["results"]))
+    curves = {name: entry["curve"] for name, entry in entries.items()}
+    earlier_lines = [f"`{name}` ({entry['date']}: `{entry['command']}`)" for name, entry in entries.items()
+                     if entry["command"] != command(args)]
+    write_table(args, sections, configs, curves, missing=[name for name in names if name not in entries],
+                earlier=earlier_lines)
+
+
+def merge_entries(entries: dict, earlier: dict, configs: dict) -> tuple[dict, list[str]]:
+    """The ``earlier`` models (a table JSON's) not in ``entries`` whose stored config is
+    the one they would run with now (``configs``) and whose data source is this session's
+    (an earlier entry's own when none ran now); and one line per model left out, saying why."""
+    sources = {e["results"]["data_source"] for e in entries.values()}
+    merged, refused = {}, []
+    for name, entry in earlier.items():
+        if name in entries or name not in configs:
+            continue
+        now = run_files.config_to_dict(configs[name])
+        if entry["config"] != now:
+            differ = sorted(k for k in set(now) | set(entry["config"]) if now.get(k) != entry["config"].get(k))
+            refused.append(f"{name}: its config differs from the one it would run with now (in {', '.join(differ)})")
+        elif sources and entry["results"]["data_source"] not in sources:
+            refused.append(f"{name}: data source {entry['results']['data_source']!r} is not this session's "
+                           f"{sorted(sources)}")
+        else:
+            merged[name] = entry
+    return merged, refused
 
 
 def command(args) -> str:
@@ -321,14 +381,19 @@ def command(args) -> str:
     flags += [f"--num_steps={args.num_steps}"] if args.num_steps else []
     flags += [f"--suffix={args.suffix}"] if args.suffix else []
     flags += ["--paper"] if args.paper else []
-    flags += [f"--only={args.only}", "--table"] if args.table and args.only else []
+    flags += [f"--only={args.only}"] if args.only else []
+    flags += ["--table"] if args.table and args.only else []
+    flags += ["--merge"] if args.merge else []
     flags += [f"--strong_points={args.strong_points}"]
     return "python experiments/robustness_table.py " + " ".join(flags)
 
 
-def write_table(args, sections, configs, curves, missing=()) -> None:
-    suffix = ("_paper" if args.paper else "") + ("_quick" if args.quick else "") + args.suffix
-    suffix += "_partial" if missing else ""
+def output_suffix(args) -> str:
+    return ("_paper" if args.paper else "") + ("_quick" if args.quick else "") + args.suffix
+
+
+def write_table(args, sections, configs, curves, missing=(), earlier=()) -> None:
+    suffix = output_suffix(args) + ("_partial" if missing else "")
     sections = {norm: rows for norm, rows in sections.items() if rows}
     os.makedirs(args.results_dir, exist_ok=True)
     png = f"robustness_{args.dataset}{suffix}.png"
@@ -354,6 +419,9 @@ def write_table(args, sections, configs, curves, missing=()) -> None:
         "accuracy; certified ≤ PGD ≤ clean is checked for every ε (and no certified point is "
         "broken by PGD).", "",
     ]
+    if earlier:
+        lines += ["Models merged from earlier sessions (`--merge`; their config is this command's): "
+                  + "; ".join(earlier) + ".", ""]
     if missing:
         lines += [f"**Partial table**: these models were not run for it: {', '.join(f'`{m}`' for m in missing)}.", ""]
     for norm, rows in sections.items():

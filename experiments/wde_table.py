@@ -20,7 +20,8 @@ if it was made against the same generator and held-out samples: the same steps, 
 source and generator config, and the exact OT cost between its seed's held-out images and
 generator samples, recomputed now with this session's generator, equal to the stored one
 (a fingerprint of the data, the generator and the seed); the others are listed and left
-out. So a table's seeds can be run one session at a time. Writes
+out (kept in the JSON under ``left_out``, as are the earlier runs a table without
+``--merge`` replaces). So a table's seeds can be run one session at a time. Writes
 experiments/results/wde_<dataset>.md (mean ± std per cell beside the poster's numbers,
 checks of the paper's orderings and of the certificates), wde_<dataset>.json (every run)
 and wde_<dataset>.png (bar plot).
@@ -165,6 +166,11 @@ def merge_rows(rows: list[dict], earlier: list[dict],
         else:
             merged.append(r)
     return merged, refused
+
+
+def run_identity(row: dict) -> tuple:
+    """What makes two rows the same run (a table rewritten from the same workdirs)."""
+    return (row["activation"], row["constraint"], row["seed"], row.get("workdir"), row["wasserstein_estimate"])
 
 
 def exact_now_fn(config) -> Callable[[int], float]:
@@ -424,14 +430,20 @@ def main(argv=None) -> int:
     stem = os.path.join(args.out, f"wde_{args.dataset}" + suffix)
     command = ("python experiments/wde_table.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
     rows = [{**r, "command": command} for r in rows]
-    if args.merge and os.path.exists(stem + ".json"):
+    left_out: list[dict] = []  # earlier runs not in this table, kept in the JSON (nothing is lost)
+    if os.path.exists(stem + ".json"):
         with open(stem + ".json") as f:
             earlier = json.load(f)
         earlier_rows = [{"command": earlier["command"], **r} for r in earlier["runs"]]  # older files: one command
-        rows, refused = merge_rows(rows, earlier_rows, exact_now_fn(base_config(
-            args.dataset, args.steps or None, args.quick, args.paper, args.source)))
-        print(f"wde_table: {len(rows)} runs in the table, {len(refused)} earlier run(s) left out"
-              + "".join(f"\n  {line}" for line in refused))
+        refused = []
+        if args.merge:
+            rows, refused = merge_rows(rows, earlier_rows, exact_now_fn(base_config(
+                args.dataset, args.steps or None, args.quick, args.paper, args.source)))
+        if args.merge:
+            print(f"wde_table: {len(rows)} runs in the table, {len(refused)} earlier run(s) left out"
+                  + "".join(f"\n  {line}" for line in refused))
+        held = {run_identity(r) for r in rows}
+        left_out = earlier.get("left_out", []) + [r for r in earlier_rows if run_identity(r) not in held]
     commands = list(dict.fromkeys([r["command"] for r in rows if r["command"] != command] + [command]))
     cells = summarize(rows)
     config = base_config(args.dataset, args.steps or None, args.quick, args.paper, args.source)
@@ -440,7 +452,7 @@ def main(argv=None) -> int:
     write_markdown(stem + ".md", args.dataset, rows, cells, commands, config)
     plot_run_curves(stem + "_curves.png", rows)  # learning curves of the exported critics (config.eval.curve_every)
     with open(stem + ".json", "w") as f:
-        json.dump({"command": command, "runs": rows}, f, indent=1)
+        json.dump({"command": command, "runs": rows, "left_out": left_out}, f, indent=1)
     plot(stem + ".png", args.dataset, cells)
     print("\n".join(checks(cells)))
     return 0

@@ -189,11 +189,40 @@ def test_fashion_mnist_paper_config_runs_on_the_debian_idx_files(tmp_path):
     for eps, cert in r["certified_accuracy"].items():
         assert cert <= r["attack_accuracy"][eps] <= r["clean_accuracy"]
 
-def test_robustness_table_checks_flag_a_model_at_chance():
+def _robustness_table():
     spec = importlib.util.spec_from_file_location(
         "robustness_table", os.path.join(REPO, "experiments", "robustness_table.py"))
     table = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(table)
+    return table
+
+
+def test_robustness_table_merges_only_models_of_the_same_config():
+    from lipsort import workdir as run_files
+
+    table = _robustness_table()
+    configs = {"maxmin_linf": load_config("robust_mnist_linf", "quick"),
+               "relu_linf": load_config("robust_mnist_linf", "relu,quick"),
+               "unconstrained_linf": load_config("robust_mnist_linf", "unconstrained,quick")}
+
+    def entry(name, source="bundled"):
+        return {"results": {"data_source": source}, "config": run_files.config_to_dict(configs[name]),
+                "curve": [], "command": "earlier", "date": "2026-12-02"}
+
+    now = {"maxmin_linf": entry("maxmin_linf")}
+    changed = entry("relu_linf")
+    changed["config"]["train"]["learning_rate"] = 1.0
+    earlier = {"maxmin_linf": entry("maxmin_linf", "other"), "relu_linf": changed,
+               "unconstrained_linf": entry("unconstrained_linf")}
+    merged, refused = table.merge_entries(now, earlier, configs)
+    assert list(merged) == ["unconstrained_linf"]  # maxmin_linf ran now: its earlier entry is not merged
+    assert refused == ["relu_linf: its config differs from the one it would run with now (in train)"]
+    merged, refused = table.merge_entries(now, {"unconstrained_linf": entry("unconstrained_linf", "idx")}, configs)
+    assert not merged and "data source 'idx' is not this session's ['bundled']" in refused[0]
+
+
+def test_robustness_table_checks_flag_a_model_at_chance():
+    table = _robustness_table()
 
     def row(clean, cert, at_chance=False):
         return {"clean_accuracy": clean, "certified_accuracy": {"0.1": cert}, "attack_accuracy": {"0.1": clean},
