@@ -15,6 +15,13 @@ Measured 2026-11-22 on 2 CPU cores, shared with other jobs, with the first comma
 (seed 0, generator already trained): wall_time_s 103 (1 min 51 s in all),
 wasserstein_estimate 1.206, exact_w1_samples 5.875, lipschitz_upper_bound ≤ 1. Plus
 4.4 min the first time, to train the generator (configs/gan_fashion_mnist.py).
+
+The table at the paper's budget (``:paper``, 16,384 updates, Björck critics in riemannian
+mode, seed 0; `python experiments/wde_table.py --dataset=fashion_mnist --paper --riemannian
+--seeds=0`, 2 CPU cores, 2026-12-03): 173–261 s per spectral critic, 414–546 s per Björck
+critic, 58.8 min for the 10; GroupSort(9) + Björck 4.285, MaxMin + Björck 4.000, ReLU +
+Spectral 1.860, every ordering of the poster held
+(experiments/results/wde_fashion_mnist_paper_riemannian.md).
 """
 from configs import common
 
