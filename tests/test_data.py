@@ -111,6 +111,19 @@ def test_is_available_matches_load(tmp_path):
     assert not data.is_available(_cfg(dataset="cifar10", source="auto", data_dir=str(tmp_path / "none")))
 
 
+def test_unprepared_tfds_leaves_no_temp_folders(tmp_path, monkeypatch):
+    # tfds makes an empty tmp…tfds folder per builder of an unprepared data set; ours must not keep it.
+    pytest.importorskip("tensorflow_datasets")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(scratch))
+    empty = str(tmp_path / "empty")
+    assert not data.is_available(_cfg(dataset="cifar10", source="tfds", data_dir=empty))
+    with pytest.raises(data.DataUnavailableError):
+        data.load(_cfg(dataset="cifar10", source="tfds", data_dir=empty))
+    assert os.listdir(scratch) == []
+
+
 def test_bad_config_lists_every_problem():
     with pytest.raises(ValueError) as e:
         data.parse_config(_cfg(dataset="svhn", source="web", pixel_range=(1.0, 0.0), num_train=-1))

@@ -33,12 +33,14 @@ Pixels: uint8 p ∈ {0..255} maps to lo + (hi − lo)·p/255 with (lo, hi) =
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import importlib
 import io
 import os
 import pickle
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -207,12 +209,27 @@ def _quiet_tfds():
         absl_logger.addFilter(_drop_unprepared_tfds_warning)
 
 
+@contextlib.contextmanager
+def _tfds_scratch():
+    """Points :mod:`tempfile` at a folder removed on exit while tfds runs: building the
+    builder of an unprepared data set makes an empty ``/tmp/tmp…tfds`` folder for GCS
+    metadata (``DatasetInfo.initialize_from_bucket``) and never removes it, one per call."""
+    previous = tempfile.tempdir
+    with tempfile.TemporaryDirectory(prefix="lipsort-tfds-") as scratch:
+        tempfile.tempdir = scratch
+        try:
+            yield
+        finally:
+            tempfile.tempdir = previous
+
+
 def _tfds_prepared(req: _Request) -> bool:
     try:
         import tensorflow_datasets as tfds
 
         _quiet_tfds()
-        return bool(tfds.builder(req.dataset, data_dir=req.data_dir or None).is_prepared())
+        with _tfds_scratch():
+            return bool(tfds.builder(req.dataset, data_dir=req.data_dir or None).is_prepared())
     except Exception:  # not installed, unknown name, unreadable folder: not available
         return False
 
@@ -281,7 +298,8 @@ def _load_tfds(req: _Request):
     for split in ("train", "test"):
         try:
             # download=False: a run never reaches the network; unprepared data raises here.
-            source = tfds.data_source(req.dataset, split=split, data_dir=req.data_dir or None, download=False)
+            with _tfds_scratch():
+                source = tfds.data_source(req.dataset, split=split, data_dir=req.data_dir or None, download=False)
         except Exception as e:  # tfds raises several types (NotImplementedError, AssertionError, …)
             raise DataUnavailableError(
                 f"tfds has no prepared {req.dataset!r} ({type(e).__name__}: {str(e).splitlines()[0]}); "
