@@ -22,7 +22,7 @@ clean 84.6 %, certified / PGD at ε = 0.5: 69.6 % / 71.6 %, at ε = 1.58: 23.2 %
 from configs import common, robust_mnist_l2
 
 KINDS = robust_mnist_l2.KINDS
-FLAGS = common.ROBUST_FLAGS
+FLAGS = common.ROBUST_L2_FLAGS
 NUM_IMAGES = 60000  # the training split (Debian's IDX files or tfds)
 
 

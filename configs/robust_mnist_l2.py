@@ -34,7 +34,7 @@ robustness_mnist_w512.md).
 from configs import common
 
 KINDS = common.ROBUST_KINDS
-FLAGS = (*common.ROBUST_FLAGS, "full")
+FLAGS = (*common.ROBUST_L2_FLAGS, "full")
 
 
 def get_config(arg=None):
@@ -59,4 +59,5 @@ def build(args: common.Arg, dataset: str, num_images: int | None = None):
     config.train.margin = 1.5
     config.eval.epsilons = (0.3, 0.5, 1.0, 1.58)
     common.robust_apply_paper(config, args, num_images, linf=False, config_file=__file__)
-    return common.robust_apply_kind(config, args.kind)
+    common.robust_apply_kind(config, args.kind)
+    return common.robust_apply_riemannian(config, args, config_file=__file__)

@@ -18,6 +18,10 @@ run is reused, so an interrupted sweep continues where it stopped):
 ``--paper`` trains every model at its config's ``:paper`` protocol (200 epochs, 10 % held
 out, the best epoch by validation accuracy); ``--strong_points`` (default 200) adds the
 strong attack of :func:`lipsort.tasks.classify.strong_attack` on that many test points.
+``--riemannian`` trains the Björck models (``groupsort_bjorck``, ``relu_bjorck``) with the
+ℓ2 configs' ``riemannian`` argument (riemannian mode, Riemannian Adam; ~1.8× faster per
+update here) and adds ``_riemannian`` to the output names, e.g.
+``--dataset=fashion_mnist --paper --riemannian``.
 
 ``--merge`` also counts the models stored in the table's JSON by earlier sessions (a
 machine whose runs/ folder is gone) that are not run now, each only if its stored config
@@ -74,10 +78,21 @@ REFERENCES = (
 TOL = 1e-9
 
 
-def config_spec(name: str, kind: str | None, quick: bool, paper: bool = False) -> str:
+def config_spec(name: str, kind: str | None, quick: bool, paper: bool = False, riemannian: bool = False) -> str:
     """``NAME[:ARG]`` for lipsort.config_loader.load_config."""
-    parts = [p for p in (kind, "paper" if paper else None, "quick" if quick else None) if p]
+    parts = [p for p in (kind, "paper" if paper else None, "quick" if quick else None,
+                         "riemannian" if riemannian else None) if p]
     return f"{name}:{','.join(parts)}" if parts else name
+
+
+def model_config(dataset: str, norm: str, kind: str | None, args):
+    """One model's config; with ``--riemannian`` its Björck layers (if any) train in
+    riemannian mode (the ℓ2 configs' ``riemannian`` argument)."""
+    name = f"robust_{dataset}_{norm}"
+    config = load_config(config_spec(name, kind, args.quick, args.paper))
+    if args.riemannian and config.model.constraint == "bjorck":
+        config = load_config(config_spec(name, kind, args.quick, args.paper, riemannian=True))
+    return config
 
 
 def run(workdir: str, config) -> dict:
@@ -286,6 +301,9 @@ def main():
     parser.add_argument("--suffix", default="", help="appended to the output names, e.g. _w512")
     parser.add_argument("--paper", action="store_true",
                         help="the paper's protocols (each config's :paper: 200 epochs, validation split, best epoch)")
+    parser.add_argument("--riemannian", action="store_true",
+                        help="Björck models train in riemannian mode with Riemannian Adam (the ℓ2 configs' "
+                             "'riemannian' argument: ~1.8× faster per update on 2 CPU cores)")
     parser.add_argument("--merge", action="store_true",
                         help="also count the models of the table's JSON (earlier sessions) not run now whose stored "
                              "config is the one they would run with now; writes the table (partial until complete)")
@@ -300,8 +318,7 @@ def main():
         parser.error(f"unknown model(s) {sorted(set(only) - set(names))}; valid: {names}")
     # Build every config first: a bad config or missing data fails before hours of work.
     configs = {
-        name: load_config(config_spec(f"robust_{args.dataset}_{norm}", kind, args.quick, args.paper))
-        for name, norm, kind, _, _ in MODELS
+        name: model_config(args.dataset, norm, kind, args) for name, norm, kind, _, _ in MODELS
     }
     for config in configs.values():
         if args.widths:
@@ -311,7 +328,7 @@ def main():
         config.eval.strong_attack.points = args.strong_points
     for name in only or names:
         train.validate_config(configs[name])
-    runs_dir = os.path.join(args.runs_dir, args.dataset + ("_paper" if args.paper else "") + ("_quick" if args.quick else ""),
+    runs_dir = os.path.join(args.runs_dir, args.dataset + output_suffix(args, with_name_suffix=False),
                             "w" + "-".join(map(str, configs[names[0]].model.widths)))
     entries: dict[str, dict] = {}  # name → results, config, curve, command, date
     for name in names:
@@ -381,6 +398,7 @@ def command(args) -> str:
     flags += [f"--num_steps={args.num_steps}"] if args.num_steps else []
     flags += [f"--suffix={args.suffix}"] if args.suffix else []
     flags += ["--paper"] if args.paper else []
+    flags += ["--riemannian"] if args.riemannian else []
     flags += [f"--only={args.only}"] if args.only else []
     flags += ["--table"] if args.table and args.only else []
     flags += ["--merge"] if args.merge else []
@@ -388,8 +406,9 @@ def command(args) -> str:
     return "python experiments/robustness_table.py " + " ".join(flags)
 
 
-def output_suffix(args) -> str:
-    return ("_paper" if args.paper else "") + ("_quick" if args.quick else "") + args.suffix
+def output_suffix(args, with_name_suffix: bool = True) -> str:
+    return (("_paper" if args.paper else "") + ("_riemannian" if args.riemannian else "")
+            + ("_quick" if args.quick else "") + (args.suffix if with_name_suffix else ""))
 
 
 def write_table(args, sections, configs, curves, missing=(), earlier=()) -> None:
