@@ -122,6 +122,21 @@ def test_wde_lwgan_flag_selects_the_lipschitz_wgan_generator():
     assert config_loader.load_config("wde_mnist:paper,lwgan").generator.data.pixel_range == (-1.0, 1.0)
 
 
+def test_robust_riemannian_flag_changes_only_the_bjorck_training():
+    from lipsort import config_loader
+
+    for kind in ("", "relu,"):
+        plain = config_loader.load_config(f"robust_mnist_l2:{kind}paper")
+        fast = config_loader.load_config(f"robust_mnist_l2:{kind}paper,riemannian")
+        assert (plain.model.bjorck_training, plain.train.optimizer) == ("retraction", "adam")
+        assert (fast.model.bjorck_training, fast.train.optimizer) == ("riemannian", "riemannian_adam")
+        fast.model.bjorck_training, fast.train.optimizer = plain.model.bjorck_training, plain.train.optimizer
+        assert fast.to_dict() == plain.to_dict()  # the protocol's rate, schedule and length are kept
+        train.validate_config(config_loader.load_config(f"robust_fashion_mnist_l2:{kind}paper,riemannian"))
+    with pytest.raises(ValueError, match="'riemannian' trains Björck layers"):
+        config_loader.load_config("robust_mnist_l2:unconstrained,riemannian")
+
+
 def test_toy_paper_settings_run(tmp_path):
     """toy_wde.py:cones,paper: the paper's collinear cones with MaxMin, AggMo and its step
     decay, Björck in riemannian mode; one run of its quick variant certifies ≤ 1."""
