@@ -149,13 +149,15 @@ def norm_section(norm: str, rows: list[tuple[str, str, dict]]) -> list[str]:
 
 def training_phrase(config, r: dict) -> str:
     """How one model was trained, in words: steps, batch, epochs, optimizer, schedule, K,
-    margin, the ∞-norm training mode and the model selection."""
+    margin, the Björck or ∞-norm training mode and the model selection."""
     t, m = config.train, config.model
     epochs = r["steps"] * t.batch_size / r["num_train"]
     words = [f"{r['steps']} steps of {t.batch_size} (≈ {epochs:.1f} epochs)", f"{t.optimizer} {t.learning_rate:g}",
              f"{t.schedule} schedule", f"K = {m.lipschitz_constant:g}"]
     if t.loss != "cross_entropy":
         words.append(f"margin {t.margin:g}")
+    if m.constraint == "bjorck":
+        words.append(f"Björck layers in {m.bjorck_training} mode")
     if m.constraint == "linf":
         words.append(f"ℓ∞ {m.linf_training}" + (f" onto the {m.linf_projection}" if m.linf_training == "projected" else ""))
     if r.get("selected"):
