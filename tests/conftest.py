@@ -14,7 +14,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # one "fresh" CI run here took 7 min 25 s warm against 11 min cold.)
 # The tests' programs are tiny and compiling them is most of the suite's time: LLVM's
 # optimization level 0 cut tests/test_configs.py from 108 s to 78 s on 2 CPU cores
-# (2026-12-03). It changes how fast the compiled code runs, not what it computes.
+# (2026-12-03), and the whole suite from 11 min 4 s to 8 min 50 s; every test passes the same.
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ and "PYTEST_XDIST_WORKER" not in os.environ:
