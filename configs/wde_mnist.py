@@ -56,8 +56,13 @@ shared): Spectral / Björck held-out estimates ReLU 1.70 / 2.27, Maxout 2.32 / 3
 holding (experiments/results/wde_mnist_paper_riemannian.md, with learning curves). One
 riemannian critic takes ~11 min on idle cores (36 ms per update), a spectral one ~4 min.
 Seed 1 (``--seeds=1 --merge``, a fresh machine, 2026-12-03, 61.5 min on idle cores: 7–11 min
-per riemannian critic, 2.7–5.3 min per spectral one) kept every ordering; 2-seed means Björck
-ReLU 2.25, Maxout 3.37, MaxMin 3.90, GroupSort(4) 4.01, GroupSort(9) 4.01.
+per riemannian critic, 2.7–5.3 min per spectral one) kept every ordering. Seed 2
+(``--seeds=2 --merge``, 2026-12-03, 46.9 min on idle cores: 5.4–7.9 min per riemannian
+critic, 2.3–2.5 min per spectral one); 3-seed means Björck ReLU 2.24, Maxout 3.36, MaxMin
+3.92, GroupSort(4) 4.02, GroupSort(9) 3.97. Welch's t-test over the seeds separates Björck >
+Spectral for every activation and MaxMin > Maxout > ReLU (p ≤ 0.0034); GroupSort(4), (9) ≥
+MaxMin holds in the means but within seed noise (p = 0.059, 0.44: seed 2 has GroupSort(9)
+below MaxMin).
 """
 from configs import common
 
