@@ -59,10 +59,10 @@ Seed 1 (``--seeds=1 --merge``, a fresh machine, 2026-12-03, 61.5 min on idle cor
 per riemannian critic, 2.7–5.3 min per spectral one) kept every ordering. Seed 2
 (``--seeds=2 --merge``, 2026-12-03, 46.9 min on idle cores: 5.4–7.9 min per riemannian
 critic, 2.3–2.5 min per spectral one); 3-seed means Björck ReLU 2.24, Maxout 3.36, MaxMin
-3.92, GroupSort(4) 4.02, GroupSort(9) 3.97. Welch's t-test over the seeds separates Björck >
-Spectral for every activation and MaxMin > Maxout > ReLU (p ≤ 0.0034); GroupSort(4), (9) ≥
-MaxMin holds in the means but within seed noise (p = 0.059, 0.44: seed 2 has GroupSort(9)
-below MaxMin).
+3.92, GroupSort(4) 4.02, GroupSort(9) 3.97. A paired t-test over the seeds (the cells of a
+seed share its held-out samples) separates Björck > Spectral for every activation, MaxMin >
+Maxout > ReLU (p ≤ 0.006) and GroupSort(4) > MaxMin (p = 0.033); GroupSort(9) > MaxMin holds
+in the means but within seed noise (p = 0.54: seed 2 has GroupSort(9) below MaxMin).
 """
 from configs import common
 
