@@ -199,7 +199,6 @@ def summarize(rows: list[dict]) -> dict:
             cells[(label, cname)] = {
                 "mean": float(est.mean()),
                 "std": float(est.std(ddof=1)) if len(est) > 1 else 0.0,
-                "values": [float(v) for v in est],
                 # seed → (estimate, that seed's exact OT cost: a fingerprint of its held-out samples)
                 "by_seed": {int(r["seed"]): (float(r["wasserstein_estimate"]), float(r["exact_w1_samples"]))
                             for r in rs},
@@ -231,7 +230,7 @@ def seed_test(a: dict, b: dict) -> tuple[float, str] | None:
         if np.ptp(diff) <= 1e-12 * max(1.0, float(np.abs(diff).max())):  # no spread: t undefined
             return None
         return float(stats.ttest_1samp(diff, 0.0).pvalue), "paired t-test"
-    va, vb = a.get("values", []), b.get("values", [])
+    va, vb = [v for v, _ in sa.values()], [v for v, _ in sb.values()]
     if len(va) < 2 or len(vb) < 2 or (np.std(va) == 0 and np.std(vb) == 0):
         return None
     return float(stats.ttest_ind(va, vb, equal_var=False).pvalue), "Welch"
