@@ -23,9 +23,11 @@ critic, 58.8 min for the 10; GroupSort(9) + Björck 4.285, MaxMin + Björck 4.00
 Spectral 1.860, every ordering of the poster held
 (experiments/results/wde_fashion_mnist_paper_riemannian.md). Seed 1 (``--seeds=1 --merge``,
 idle cores, 2026-12-03, 42.8 min): every cell 0.01–0.22 lower (its held-out samples) and
-every ordering kept; 2-seed means Björck ReLU 2.33, Maxout 3.53, MaxMin 3.90, GroupSort(4)
-4.13, GroupSort(9) 4.23 (paired t-test: GroupSort(4) > MaxMin p = 0.024, GroupSort(9) >
-MaxMin p = 0.09).
+every ordering kept. Seed 2 (``--seeds=2 --merge``, idle cores, 2026-12-03, 46.7 min):
+3-seed means Björck ReLU 2.357, Maxout 3.508, MaxMin 3.931, GroupSort(4) 4.168,
+GroupSort(9) 4.264; every ordering separated by a paired t-test over the seeds
+(GroupSort(4) > MaxMin p = 0.0011, GroupSort(9) > MaxMin p = 0.0066, MaxMin > Maxout
+p = 0.017; GroupSort(9) ≈ GroupSort(4) p = 0.098).
 """
 from configs import common
 
