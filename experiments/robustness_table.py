@@ -23,6 +23,12 @@ strong attack of :func:`lipsort.tasks.classify.strong_attack` on that many test 
 update here) and adds ``_riemannian`` to the output names, e.g.
 ``--dataset=fashion_mnist --paper --riemannian``.
 
+``--set=MODEL:FIELD=VALUE`` (repeatable; MODEL a model name or ``all``) changes one config
+field of one model, e.g. ``--set=maxmin_linf:train.margin=200`` for a margin that asks
+for ℓ∞ radius 0.1 instead of the config's 0.15; it needs ``--suffix`` (a table with
+changed models is another table; its runs go to their own folder), and the table lists
+every change.
+
 ``--merge`` also counts the models stored in the table's JSON by earlier sessions (a
 machine whose runs/ folder is gone) that are not run now, each only if its stored config
 equals the config it would run with now and its data source is the one found now; the
@@ -40,6 +46,7 @@ would be a bug in the certificate or the attack, not a result.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import platform
@@ -51,7 +58,7 @@ sys.path.insert(0, REPO)
 
 from absl import logging  # noqa: E402
 
-from lipsort import plots, train  # noqa: E402
+from lipsort import plots, sweep, train  # noqa: E402
 from lipsort import workdir as run_files  # noqa: E402
 from lipsort.config_loader import load_config  # noqa: E402
 
@@ -83,6 +90,26 @@ def config_spec(name: str, kind: str | None, quick: bool, paper: bool = False, r
     parts = [p for p in (kind, "paper" if paper else None, "quick" if quick else None,
                          "riemannian" if riemannian else None) if p]
     return f"{name}:{','.join(parts)}" if parts else name
+
+
+def parse_sets(sets: list[str], names: list[str]) -> dict[str, dict]:
+    """``--set`` values ``MODEL:FIELD=VALUE`` → {model: {field: value}}; VALUE is read as a
+    Python literal (200, 0.1, (1024, 1024), 'val_certified_0.1') or else kept as a string."""
+    out: dict[str, dict] = {}
+    for item in sets:
+        model, sep, assignment = item.partition(":")
+        field, eq, text = assignment.partition("=")
+        if not sep or not eq or not field:
+            raise ValueError(f"--set={item!r}: expected MODEL:FIELD=VALUE, e.g. maxmin_linf:train.margin=200.")
+        if model != "all" and model not in names:
+            raise ValueError(f"--set={item!r}: unknown model {model!r}; valid: all, {', '.join(names)}.")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        for name in names if model == "all" else [model]:
+            out.setdefault(name, {})[field] = value
+    return out
 
 
 def model_config(dataset: str, norm: str, kind: str | None, args):
@@ -306,6 +333,9 @@ def main():
     parser.add_argument("--riemannian", action="store_true",
                         help="Björck models train in riemannian mode with Riemannian Adam (the ℓ2 configs' "
                              "'riemannian' argument: ~1.8× faster per update on 2 CPU cores)")
+    parser.add_argument("--set", action="append", default=[], metavar="MODEL:FIELD=VALUE",
+                        help="change one config field of one model (or 'all'), e.g. maxmin_linf:train.margin=200; "
+                             "repeatable; needs --suffix")
     parser.add_argument("--merge", action="store_true",
                         help="also count the models of the table's JSON (earlier sessions) not run now whose stored "
                              "config is the one they would run with now; writes the table (partial until complete)")
@@ -318,6 +348,12 @@ def main():
     only = [n for n in args.only.split(",") if n]
     if set(only) - set(names):
         parser.error(f"unknown model(s) {sorted(set(only) - set(names))}; valid: {names}")
+    if args.set and not args.suffix:
+        parser.error("--set changes the protocol of the table: name it with --suffix, e.g. --suffix=_margin02")
+    try:
+        sets = parse_sets(args.set, names)
+    except ValueError as e:
+        parser.error(str(e))
     # Build every config first: a bad config or missing data fails before hours of work.
     configs = {
         name: model_config(args.dataset, norm, kind, args) for name, norm, kind, _, _ in MODELS
@@ -328,9 +364,15 @@ def main():
         if args.num_steps:
             config.train.num_steps = args.num_steps
         config.eval.strong_attack.points = args.strong_points
+    for name, overrides in sets.items():
+        try:
+            configs[name] = sweep.apply_overrides(configs[name], overrides, where=f" (--set for {name})")
+        except ValueError as e:
+            parser.error(str(e))
     for name in only or names:
         train.validate_config(configs[name])
-    runs_dir = os.path.join(args.runs_dir, args.dataset + output_suffix(args, with_name_suffix=False),
+    # Changed models run in their own folder: the protocol's runs of the same name stay reusable.
+    runs_dir = os.path.join(args.runs_dir, args.dataset + output_suffix(args, with_name_suffix=bool(sets)),
                             "w" + "-".join(map(str, configs[names[0]].model.widths)))
     entries: dict[str, dict] = {}  # name → results, config, curve, command, date
     for name in names:
@@ -403,6 +445,7 @@ def command(args) -> str:
     flags += ["--riemannian"] if args.riemannian else []
     flags += [f"--only={args.only}"] if args.only else []
     flags += ["--table"] if args.table and args.only else []
+    flags += [f"--set={item}" for item in args.set]
     flags += ["--merge"] if args.merge else []
     flags += [f"--strong_points={args.strong_points}"]
     return "python experiments/robustness_table.py " + " ".join(flags)
@@ -440,6 +483,8 @@ def write_table(args, sections, configs, curves, missing=(), earlier=()) -> None
         "accuracy; certified ≤ PGD ≤ clean is checked for every ε (and no certified point is "
         "broken by PGD).", "",
     ]
+    if args.set:
+        lines += ["Changed from the configs (`--set`): " + "; ".join(f"`{item}`" for item in args.set) + ".", ""]
     if earlier:
         lines += ["Models merged from earlier sessions (`--merge`; their config is this command's): "
                   + "; ".join(earlier) + ".", ""]

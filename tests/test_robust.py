@@ -237,3 +237,16 @@ def test_robustness_table_checks_flag_a_model_at_chance():
     assert any("yes (but `relu_linf` did not learn: below)." in line for line in lines), lines
     assert any(line.startswith("- `relu_linf` did not learn: clean accuracy 10.00 % is at chance (best validation "
                                "accuracy 12.75 % at step 29)") for line in lines), lines
+
+
+def test_robustness_table_set_overrides_one_model_with_typed_values():
+    table = _robustness_table()
+    names = ["maxmin_linf", "relu_linf"]
+    sets = table.parse_sets(["maxmin_linf:train.margin=200", "all:eval.select_best=val_certified_0.1",
+                             "relu_linf:model.widths=(64, 64)"], names)
+    assert sets == {"maxmin_linf": {"train.margin": 200, "eval.select_best": "val_certified_0.1"},
+                    "relu_linf": {"eval.select_best": "val_certified_0.1", "model.widths": (64, 64)}}
+    for bad, says in (("maxmin_linf:train.margin", "expected MODEL:FIELD=VALUE"),
+                      ("resnet:train.margin=1", "unknown model 'resnet'")):
+        with pytest.raises(ValueError, match=says):
+            table.parse_sets([bad], names)
