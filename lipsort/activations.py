@@ -136,6 +136,9 @@ class Activation:
       takes_group_size: whether ``config.model.group_size`` is used (and required).
       shrinks: the output has width/group entries (maxout) instead of width.
       lipschitz: the Lipschitz constant in every ℓp norm (1 for all of ours).
+      homogeneous: σ(s·z) = s·σ(z) for every s > 0 (true of all of ours). Only such an
+        activation lets K be spread over the layers (``lipschitz_placement='per_layer'``)
+        and still be exported as one network with K at the output.
     """
 
     name: str
@@ -145,6 +148,7 @@ class Activation:
     takes_group_size: bool = False
     shrinks: bool = False
     lipschitz: float = 1.0
+    homogeneous: bool = False
 
     def check_group_size(self, group_size) -> None:
         if self.takes_group_size:
@@ -179,14 +183,17 @@ def register_activation(activation: Activation) -> Activation:
     return _REGISTRY.add(activation.name, activation)
 
 
-for _entry in (
-    Activation("relu", lambda x, g, axis: relu(x, axis), lambda h, g: np.maximum(h, 0)),
-    Activation("abs", lambda x, g, axis: absolute(x, axis), lambda h, g: np.abs(h)),
-    Activation("max_min", lambda x, g, axis: max_min(x, axis), _np_sort_groups, group=lambda w, n: 2),
-    Activation("group_sort", group_sort, _np_sort_groups, group=lambda w, n: n, takes_group_size=True),
-    Activation("full_sort", lambda x, g, axis: full_sort(x, axis), _np_sort_groups, group=lambda w, n: w),
+for _entry in (  # all positively homogeneous: sorting, max, |·| and ReLU commute with s > 0
+    Activation("relu", lambda x, g, axis: relu(x, axis), lambda h, g: np.maximum(h, 0), homogeneous=True),
+    Activation("abs", lambda x, g, axis: absolute(x, axis), lambda h, g: np.abs(h), homogeneous=True),
+    Activation("max_min", lambda x, g, axis: max_min(x, axis), _np_sort_groups, group=lambda w, n: 2,
+               homogeneous=True),
+    Activation("group_sort", group_sort, _np_sort_groups, group=lambda w, n: n, takes_group_size=True,
+               homogeneous=True),
+    Activation("full_sort", lambda x, g, axis: full_sort(x, axis), _np_sort_groups, group=lambda w, n: w,
+               homogeneous=True),
     Activation("maxout", maxout, lambda h, g: _np_groups(h, g).max(axis=-1), group=lambda w, n: n,
-               takes_group_size=True, shrinks=True),
+               takes_group_size=True, shrinks=True, homogeneous=True),
 ):
     register_activation(_entry)
 

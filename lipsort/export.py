@@ -227,13 +227,14 @@ def export_model(model) -> ExportedModel:
     act = activations.lookup(spec.activation)
     arrays, records = {}, []
     last = len(model.layers) - 1
+    bias_scales = spec.export_bias_scales()  # K spread over the layers → biases ÷ s^i (models.py)
     for i, (layer, constraint, (p, q)) in enumerate(zip(model.layers, model.constraints, chain)):
         scale = k if i == last else 1.0
         kernel = layer.export_kernel() * scale
         kernel32 = fit_under(kernel, scale, p, q) if constraint != "none" else kernel.astype(np.float32)
         bias = np.asarray(layer.bias[...], np.float64) if layer.bias is not None else np.zeros(kernel.shape[1])
         arrays[f"kernel_{i}"] = kernel32
-        arrays[f"bias_{i}"] = (bias * scale).astype(np.float32)
+        arrays[f"bias_{i}"] = (bias * bias_scales[i] * scale).astype(np.float32)
         record = {"type": "dense", "kernel": f"kernel_{i}", "bias": f"bias_{i}", "constraint": constraint,
                   "norms": [norm_name(p), norm_name(q)]}
         record["bound"] = _dense_bound(record, arrays)

@@ -1,5 +1,15 @@
 """Lipschitz MLPs: f(x) = K · L_n ∘ σ ∘ … ∘ σ ∘ L_1(x), and their configuration.
 
+Where K enters (``lipschitz_placement``): ``"output"`` multiplies the last layer's
+output by K; ``"per_layer"`` (LNets', the paper's code) multiplies every layer's output,
+bias included, by s = K^(1/n): z_i = s·(W_i h_{i−1} + b_i). For a positively homogeneous
+σ both are one function class: with u_i = h_i / s^i,
+u_i = σ(W_i u_{i−1} + b_i / s^(i−1)) and f = K·(W_n u_{n−1} + b_n / s^(n−1)), which is
+how a per-layer network is exported (biases ÷ s^(i−1), K at the output). They differ in
+training: per layer, a bias step moves the unit by lr·∂/∂b relative to hidden values of
+size s^i, not 1 (with K = 1000 and ∞-norm layers, output placement lets AggMo's bias
+steps dwarf the hidden values).
+
 Every linear layer L_i has operator norm ≤ 1 in the network's norm chain and every
 activation σ is 1-Lipschitz, so f is K-Lipschitz. The valid norm chains are:
 
@@ -68,6 +78,8 @@ def resolve_constraints(
     return chain
 
 
+LIPSCHITZ_PLACEMENTS = ("output", "per_layer")
+
 # K is folded into the last exported float32 layer (weights of norm ≤ K, biases × K): far
 # below float32's 3.4e38, so no exported weight can overflow.
 MAX_LIPSCHITZ_CONSTANT = 1e30
@@ -94,6 +106,7 @@ class MLPSpec:
     constraint: str = "bjorck"
     first_constraint: str | None = None
     lipschitz_constant: float = 1.0
+    lipschitz_placement: str = "output"
     norm: str = "l2"
     bjorck_iters: int = 15
     bjorck_order: int = 1
@@ -123,6 +136,18 @@ class MLPSpec:
             sizes.append(width)
         return sizes + [self.out_features]
 
+    def layer_scale(self) -> float:
+        """s, the factor after every linear layer: K^(1/n) per layer, else 1 (K at the output)."""
+        if self.lipschitz_placement == "per_layer":
+            return float(self.lipschitz_constant) ** (1.0 / (len(self.widths) + 1))
+        return 1.0
+
+    def export_bias_scales(self) -> list[float]:
+        """What each layer's bias is multiplied by in the export, where K sits at the
+        output: 1/s^i for layer i (0-based; the module docstring's b_i / s^(i−1))."""
+        s = self.layer_scale()
+        return [s ** -i for i in range(len(self.widths) + 1)]
+
     def layer_in_out(self) -> list[tuple[int, int]]:
         """(in, out) of each linear layer, after the activation's width change."""
         pairs, fan_in = [], self.in_features
@@ -143,6 +168,13 @@ class MLPSpec:
         acts.get_activation(self.activation, self.group_size)  # unknown name → error
         self.layer_in_out()  # group size must divide every width
         _check_lipschitz_constant(self.lipschitz_constant)
+        if self.lipschitz_placement not in LIPSCHITZ_PLACEMENTS:
+            raise ValueError(f"lipschitz_placement must be one of {', '.join(LIPSCHITZ_PLACEMENTS)}, "
+                             f"got {self.lipschitz_placement!r}.")
+        if self.lipschitz_placement == "per_layer" and not acts.lookup(self.activation).homogeneous:
+            raise ValueError(f"lipschitz_placement='per_layer' needs a positively homogeneous activation "
+                             f"(σ(s·z) = s·σ(z)); {self.activation!r} is not registered as one. "
+                             "Use lipschitz_placement='output'.")
         chain = resolve_constraints(len(self.widths) + 1, self.constraint, self.first_constraint, self.norm)
         for name in dict.fromkeys(chain):  # each constraint in use validates its options
             constraints.get(name).make_options(self.constraint_options())
@@ -176,15 +208,22 @@ class LipschitzMLP(nnx.Module):
         )
         self.activation = acts.get_activation(spec.activation, spec.group_size)
         self.lipschitz_constant = float(spec.lipschitz_constant)
+        self.layer_scale = spec.layer_scale()
 
     def forward_with_hidden(self, x: Array) -> tuple[Array, list[Array]]:
         """Returns f(x) and the post-activation hidden vectors h_1, …, h_{n-1}."""
         hidden = []
         h = x
+        if self.layer_scale == 1.0:  # K at the output
+            for layer in self.layers[:-1]:
+                h = self.activation(layer(h))
+                hidden.append(h)
+            return self.lipschitz_constant * self.layers[-1](h), hidden
+        s = self.layer_scale
         for layer in self.layers[:-1]:
-            h = self.activation(layer(h))
+            h = self.activation(s * layer(h))
             hidden.append(h)
-        return self.lipschitz_constant * self.layers[-1](h), hidden
+        return s * self.layers[-1](h), hidden
 
     def __call__(self, x: Array) -> Array:
         return self.forward_with_hidden(x)[0]
@@ -284,4 +323,5 @@ __all__ = [
     "resolve_constraints",
     "layer_norm_chain",
     "NORMS",
+    "LIPSCHITZ_PLACEMENTS",
 ]

@@ -95,3 +95,37 @@ def test_fit_under_records_a_rounding_safe_bound():
         exact = np.linalg.svd(out.astype(np.float64), compute_uv=False).max()
         assert exact <= operator_norm(out, 2) <= target
         assert exact >= target * (1 - 1e-6)  # not shrunk more than the rounding needs
+
+
+@pytest.mark.parametrize("constraint,norm", [("bjorck", "l2"), ("linf", "linf")])
+def test_per_layer_lipschitz_placement_exports_the_same_function(constraint, norm):
+    """K^(1/n) after every layer (LNets' placement) exports as biases ÷ s^i with K at the
+    output: the numpy forward of the export is the model's, and the certificate is K."""
+    spec = MLPSpec(in_features=5, widths=(8, 8), out_features=3, activation="max_min", constraint=constraint,
+                   norm=norm, lipschitz_constant=1000.0, lipschitz_placement="per_layer", linf_projection="sphere"
+                   if constraint == "linf" else "ball")
+    model = LipschitzMLP(spec, rngs=nnx.Rngs(0))
+    assert model.layer_scale == pytest.approx(1000.0 ** (1 / 3))
+    for i, layer in enumerate(model.layers):  # biases that matter: the folding is checked, not skipped
+        layer.bias.value = jax.random.normal(jax.random.key(i), layer.bias.value.shape)
+    exported = export.export_model(model)
+    x = np.asarray(jax.random.uniform(jax.random.key(9), (16, 5)))
+    y = np.asarray(model(jnp.asarray(x)))
+    np.testing.assert_allclose(export.numpy_forward(exported, x), y, rtol=1e-4, atol=1e-3 * np.abs(y).max())
+    assert exported.meta["lipschitz_constant"] == 1000.0
+    assert certify.lipschitz_upper_bound(exported) <= 1000.0 * (1 + 1e-6)
+
+
+def test_per_layer_placement_needs_a_homogeneous_activation():
+    entry = activations.Activation("shifted_relu", lambda x, g, axis: jnp.maximum(x, 1.0) - 1.0,
+                                   lambda h, g: np.maximum(h, 1.0) - 1.0)
+    activations.register_activation(entry)
+    try:
+        with pytest.raises(ValueError, match="positively homogeneous"):
+            MLPSpec(in_features=5, widths=(8,), out_features=3, activation="shifted_relu",
+                    lipschitz_placement="per_layer").validate()
+        MLPSpec(in_features=5, widths=(8,), out_features=3, activation="shifted_relu").validate()  # output: fine
+    finally:
+        del activations._REGISTRY["shifted_relu"]
+    with pytest.raises(ValueError, match="lipschitz_placement must be one of output, per_layer"):
+        MLPSpec(in_features=5, widths=(8,), out_features=3, lipschitz_placement="input").validate()
