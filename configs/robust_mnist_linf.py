@@ -76,6 +76,8 @@ def build(args: common.Arg, dataset: str, num_images: int | None = None):
     config.model.linf_training = "projected"
     config.model.linf_projection = "sphere"
     config.model.lipschitz_constant = 1000.0
+    # LNets scales every layer's output by K^(1/4) (lipsort/models.py: lipschitz_placement)
+    config.model.lipschitz_placement = "per_layer"
     config.train.optimizer = "aggmo"
     config.train.learning_rate = 0.0033
     config.train.margin = 0.3 * 1000.0
