@@ -82,7 +82,9 @@ REFERENCES = (
     ("ℓ2", "1.58", "BCOP-Large (Li et al. 2019)", "98.77", "56.66"),
     ("ℓ2", "1.58", "GloRo (Leino et al. 2021)", "—", "62.8"),
 )
-TOL = 1e-9
+# below 1/n for any test split under 10⁶ points (one broken point still shows), above the float32
+# rounding of accuracies stored by runs before 2026-12-03 (certify.accuracy is exact since)
+TOL = 1e-7
 
 
 def config_spec(name: str, kind: str | None, quick: bool, paper: bool = False, riemannian: bool = False) -> str:

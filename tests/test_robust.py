@@ -250,3 +250,16 @@ def test_robustness_table_set_overrides_one_model_with_typed_values():
                       ("resnet:train.margin=1", "unknown model 'resnet'")):
         with pytest.raises(ValueError, match=says):
             table.parse_sets([bad], names)
+
+
+def test_robustness_counts_are_exact_fractions_for_jax_margins():
+    """Equal counts give equal accuracies: a jax margin array must not be averaged in float32."""
+    from lipsort.tasks.classify import robustness
+
+    n, hits = 300, 77
+    clean = jnp.where(jnp.arange(n) < hits, 10.0, -1.0)
+    r = robustness(clean, clean, eps=0.1, lipschitz=1.0, factor=2.0)
+    assert r["certified"] == r["attack"] == hits / n and r["certified_but_broken"] == 0
+    logits = jnp.stack([clean, jnp.zeros(n)], axis=1)
+    assert certify.accuracy(logits, jnp.zeros(n, jnp.int32)) == hits / n
+    assert certify.certified_accuracy(logits, jnp.zeros(n, jnp.int32), 0.1, 1.0) == hits / n

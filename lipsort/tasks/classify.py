@@ -112,8 +112,9 @@ def robustness(clean_margins: np.ndarray, worst_margins: np.ndarray, eps: float,
     difference); attacked: the worst margin PGD found is still > 0. A certified point
     that PGD breaks contradicts the certificate: it is counted in ``certified_but_broken``.
     """
-    certified = clean_margins > factor * lipschitz * eps
-    survived = worst_margins > 0
+    # numpy, not jax: np.mean of a jax array is a float32 mean (certify.accuracy's reason)
+    certified = np.asarray(clean_margins) > factor * lipschitz * eps
+    survived = np.asarray(worst_margins) > 0
     return {
         "certified": float(np.mean(certified)),
         "attack": float(np.mean(survived)),
