@@ -214,16 +214,13 @@ class LipschitzMLP(nnx.Module):
         """Returns f(x) and the post-activation hidden vectors h_1, …, h_{n-1}."""
         hidden = []
         h = x
-        if self.layer_scale == 1.0:  # K at the output
-            for layer in self.layers[:-1]:
-                h = self.activation(layer(h))
-                hidden.append(h)
-            return self.lipschitz_constant * self.layers[-1](h), hidden
-        s = self.layer_scale
+        s = self.layer_scale  # 1 with K at the output: no multiply in the step then
         for layer in self.layers[:-1]:
-            h = self.activation(s * layer(h))
+            z = layer(h)
+            h = self.activation(z if s == 1.0 else s * z)
             hidden.append(h)
-        return s * self.layers[-1](h), hidden
+        # K / s^(n−1): K with K at the output, s per layer
+        return self.lipschitz_constant / s ** (len(self.layers) - 1) * self.layers[-1](h), hidden
 
     def __call__(self, x: Array) -> Array:
         return self.forward_with_hidden(x)[0]

@@ -113,7 +113,13 @@ def test_per_layer_lipschitz_placement_exports_the_same_function(constraint, nor
     y = np.asarray(model(jnp.asarray(x)))
     np.testing.assert_allclose(export.numpy_forward(exported, x), y, rtol=1e-4, atol=1e-3 * np.abs(y).max())
     assert exported.meta["lipschitz_constant"] == 1000.0
-    assert certify.lipschitz_upper_bound(exported) <= 1000.0 * (1 + 1e-6)
+    upper = certify.lipschitz_upper_bound(exported)
+    assert upper <= 1000.0 * (1 + 1e-6)
+    # search, not random points: neither the export nor the trained per-layer function exceeds it
+    p, q = certify.io_norms(exported)
+    x0 = jax.random.normal(jax.random.key(1), (8, 5))
+    assert certify.export_lower_bound(exported, x0, jax.random.key(2), steps=20) <= upper * (1 + 1e-5)
+    assert certify.lipschitz_lower_bound(model, x0, p, q, jax.random.key(2), steps=20) <= upper * (1 + 1e-5)
 
 
 def test_per_layer_placement_needs_a_homogeneous_activation():
