@@ -447,6 +447,38 @@ def robust_base_config(quick: bool) -> ml_collections.ConfigDict:
     return config
 
 
+ROBUST_LINF_SWEEPS = ("screen",)
+# One change to the ℓ∞ protocol per cell: what the "screen" sweep tries against it.
+ROBUST_LINF_SCREEN = (
+    ("protocol", {}),
+    ("AggMo lr 0.01", {"train.learning_rate": 0.01}),
+    ("Adam 1e-3", {"train.optimizer": "adam", "train.learning_rate": 1e-3}),
+    ("Adam 1e-4", {"train.optimizer": "adam", "train.learning_rate": 1e-4}),
+    ("ball projection", {"model.linf_projection": "ball"}),
+    ("GroupSort(4)", {"model.activation": "group_sort", "model.group_size": 4}),
+)
+
+
+def robust_linf_sweep(arg: str | None):
+    """The ℓ∞ configs' sweeps (``python -m lipsort.sweep --sweep=ARG``):
+
+    - ``screen``: the protocol against one change at a time (:data:`ROBUST_LINF_SCREEN`:
+      learning rate, optimizer, projection, group size), one seed, tabulating clean and
+      certified accuracy at ε = 0.05, 0.1 and plotting the validation curves. Meant for a
+      short budget (e.g. ``--config.train.num_steps`` of 20 epochs) on ``:paper``, to pick
+      what deserves a full-length run.
+    """
+    from lipsort import sweep
+
+    if arg != "screen":
+        raise ValueError(f"Unknown sweep {arg!r}; valid sweeps are: {', '.join(ROBUST_LINF_SWEEPS)}.")
+    return sweep.Sweep(
+        tuple(sweep.Cell(name, overrides) for name, overrides in ROBUST_LINF_SCREEN), seeds=(0,),
+        metrics=("clean_accuracy", "certified_accuracy/0.05", "certified_accuracy/0.1", "train_accuracy"),
+        curve_metrics=("val_accuracy", "val_certified_0.1"),
+    )
+
+
 def robust_apply_kind(config: ml_collections.ConfigDict, kind: str | None) -> ml_collections.ConfigDict:
     """The baselines: ``relu`` (same constraint) or ``unconstrained`` (the usual network)."""
     if kind == "relu":

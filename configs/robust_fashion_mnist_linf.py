@@ -47,3 +47,8 @@ def get_config(arg=None):
         # what the 2-core CPU budget of the short table allows (robustness_fashion_mnist.md).
         config.train.num_steps = 1000
     return config
+
+
+def get_sweep(arg=None):
+    """The sweeps of the ℓ∞ configs (configs/common.py:robust_linf_sweep): ``screen``."""
+    return common.robust_linf_sweep(arg)

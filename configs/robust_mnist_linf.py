@@ -100,3 +100,8 @@ def build(args: common.Arg, dataset: str, num_images: int | None = None):
         config.eval.epsilons = L2_EPSILONS
     common.robust_apply_paper(config, args, num_images, linf=True, config_file=__file__)
     return common.robust_apply_kind(config, args.kind)
+
+
+def get_sweep(arg=None):
+    """The sweeps of the ℓ∞ configs (configs/common.py:robust_linf_sweep): ``screen``."""
+    return common.robust_linf_sweep(arg)

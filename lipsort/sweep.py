@@ -62,6 +62,8 @@ class Sweep:
 
     cells: tuple[Cell, ...]
     seeds: tuple[int, ...] = (0, 1, 2)
+    # results.json keys its table aggregates; "a/b" reads results["a"]["b"] (e.g.
+    # "certified_accuracy/0.1": the keys of nested records may hold dots themselves)
     metrics: tuple[str, ...] = ("final_loss",)
     curve_metrics: tuple[str, ...] = ()  # keys of curve.jsonl plotted in curves.png
 
@@ -165,9 +167,19 @@ def run(config: ml_collections.ConfigDict, sweep: Sweep, root: str, *, command: 
         results = train.train_seeds(cell_config, sweep.seeds, workdirs)
         for seed, workdir, result in zip(sweep.seeds, workdirs, results):
             rows.append({"cell": cell.name, "seed": int(seed), "workdir": workdir,
-                         **{m: result.get(m) for m in (*sweep.metrics, "steps", "wall_time_s")}})
+                         **{m: metric_value(result, m) for m in (*sweep.metrics, "steps", "wall_time_s")}})
         write_outputs(root, sweep, rows, command)  # the table so far, after every cell
     return rows
+
+
+def metric_value(result: dict, key: str):
+    """``result[key]``, or for ``"a/b"`` ``result["a"]["b"]``; None where it is absent."""
+    value = result
+    for part in key.split("/"):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
 
 
 def aggregate(rows: list[dict], metric: str) -> dict[str, tuple[float, float, int]]:

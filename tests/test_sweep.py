@@ -169,3 +169,27 @@ def test_toy_configs_offer_the_sweeps_of_the_toy_figures():
     assert names[0] == "bjorck, relu" and "spectral, group_sort(4)" in names
     with pytest.raises(ValueError, match="valid sweeps are: activations"):
         load_module("toy_wde").get_sweep("table")
+
+
+def test_linf_configs_offer_the_screen_sweep_and_tables_read_nested_results():
+    """The ℓ∞ screen: one change to the protocol per cell, every cell valid on both data sets;
+    its table reads the certified accuracy at ε out of results.json's nested record."""
+    from lipsort.config_loader import load_module
+
+    for name in ("robust_mnist_linf", "robust_fashion_mnist_linf"):
+        screen = load_module(name).get_sweep("screen")
+        assert screen.cells[0].name == "protocol" and screen.cells[0].overrides == {}
+        assert "certified_accuracy/0.1" in screen.metrics
+    config = load_config("robust_mnist_linf:paper,quick")
+    prepared = dict((c.name, cfg) for c, cfg in sweep.prepare_cells(config, screen))
+    assert prepared["protocol"].train.optimizer == "aggmo"
+    assert prepared["Adam 1e-4"].train.optimizer == "adam" and prepared["Adam 1e-4"].train.learning_rate == 1e-4
+    assert prepared["GroupSort(4)"].model.group_size == 4
+    assert prepared["ball projection"].model.linf_projection == "ball"
+    result = {"certified_accuracy": {"0.1": 0.58, "0.05": 0.71}, "clean_accuracy": 0.82}
+    assert sweep.metric_value(result, "certified_accuracy/0.1") == 0.58
+    assert sweep.metric_value(result, "clean_accuracy") == 0.82
+    assert sweep.metric_value(result, "certified_accuracy/0.3") is None
+    assert sweep.metric_value(result, "clean_accuracy/0.1") is None
+    with pytest.raises(ValueError, match="valid sweeps are: screen"):
+        load_module("robust_mnist_linf").get_sweep("table")
