@@ -25,6 +25,12 @@ LNets; `python experiments/robustness_table.py --dataset=fashion_mnist --paper -
 epoch 172 (val 83.0 %); test clean 82.0 %, certified / PGD at ε = 0.1 58.2 % / 61.9 %
 (ε = 0.05: 71.2 / 72.6 %), train 83.3 %; 0 certified points broken by the strong attack.
 Still short of 65 %.
+``--sweep=screen`` (configs/common.py:robust_linf_sweep) tries one change at a time for
+20 epochs (`python -m lipsort.sweep --config=configs/robust_fashion_mnist_linf.py:paper
+--sweep=screen --workdir=runs/sweeps/fashion_linf_screen_20ep --config.train.num_steps=8440`,
+67 min, 2 CPU cores, 2026-12-03): certified at ε = 0.1 protocol 51.7 %, ball projection
+51.3 %, GroupSort(4) 50.3 %, AggMo lr 0.01 46.7 % (diverged after epoch 2), Adam 1e-3
+14.4 %, Adam 1e-4 7.5 % (experiments/results/robustness_fashion_mnist_linf_screen.md).
 
 Time and results before projected training and AggMo (2 CPU cores, shared, no GPU; `python experiments/robustness_table.py
 --dataset=fashion_mnist --widths=512,512,512`, width 512, 1000 steps ≈ 4.3 epochs): 487 s;
