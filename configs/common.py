@@ -452,6 +452,7 @@ ROBUST_LINF_SWEEPS = ("screen",)
 ROBUST_LINF_SCREEN = (
     ("protocol", {}),
     ("AggMo lr 0.01", {"train.learning_rate": 0.01}),
+    ("AggMo lr 3.3e-4", {"train.learning_rate": 0.00033}),  # the rate after the first decay
     ("Adam 1e-3", {"train.optimizer": "adam", "train.learning_rate": 1e-3}),
     ("Adam 1e-4", {"train.optimizer": "adam", "train.learning_rate": 1e-4}),
     ("ball projection", {"model.linf_projection": "ball"}),
@@ -463,7 +464,7 @@ def robust_linf_sweep(arg: str | None):
     """The ℓ∞ configs' sweeps (``python -m lipsort.sweep --sweep=ARG``):
 
     - ``screen``: the protocol against one change at a time (:data:`ROBUST_LINF_SCREEN`:
-      learning rate, optimizer, projection, group size), one seed, tabulating clean and
+      learning rate (×3 and ×0.1), optimizer, projection, group size), one seed, tabulating clean and
       certified accuracy at ε = 0.05, 0.1 and plotting the validation curves. Meant for a
       short budget (e.g. ``--config.train.num_steps`` of 20 epochs) on ``:paper``, to pick
       what deserves a full-length run.
