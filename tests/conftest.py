@@ -77,3 +77,10 @@ def train_retracting(model, make_tx, steps=10):
         history.append(stats)
     return nnx.merge(graphdef, params, rest), history
 
+
+def polar_factor(w):
+    """The exact orthogonal polar factor U Vᵀ of ``w`` (float64 SVD): a reference for tests."""
+    import numpy as np
+
+    u, _, vt = np.linalg.svd(np.asarray(w, np.float64), full_matrices=False)
+    return u @ vt

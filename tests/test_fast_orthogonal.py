@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import polar_factor
 
 from lipsort.fast_orthogonal import (
     FAST_MARGIN,
@@ -213,13 +214,8 @@ def test_fast_reaches_float32_target_and_agrees_with_polar(shape):
         # singular vectors by ~κ·eps₃₂ more (measured ≤ 8e-6 here). A float32 SVD as the
         # reference would add its own κ·eps₃₂ error (up to 5e-6 measured), which made an
         # atol of 1e-5 fail by 5 % on another machine's rounding.
-        exact = np.asarray(_polar_float64(np.asarray(w)), np.float32)
+        exact = np.asarray(polar_factor(w), np.float32)
         np.testing.assert_allclose(np.asarray(out), exact, atol=2e-5)
-
-
-def _polar_float64(w: np.ndarray) -> np.ndarray:
-    u, _, vt = np.linalg.svd(np.asarray(w, np.float64), full_matrices=False)
-    return u @ vt
 
 
 def test_fast_reaches_float64_target():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from conftest import train_retracting
+from conftest import polar_factor, train_retracting
 from lipsort import certify, export, retraction, riemannian_adam
 from lipsort.layers import LipschitzDense
 from lipsort.models import LipschitzMLP, MLPSpec
@@ -73,11 +73,6 @@ def with_low_rank_residual(shape, eigenvalues, seed=0):
     v = np.linalg.qr(np.random.default_rng(seed).normal(size=(n, len(eigenvalues))))[0]
     root = np.eye(n) + v @ np.diag(np.sqrt(1.0 + np.asarray(eigenvalues)) - 1.0) @ v.T
     return (q @ root if shape[0] >= shape[1] else root @ q), q
-
-
-def polar_factor(w):
-    u, _, vt = np.linalg.svd(np.asarray(w, np.float64), full_matrices=False)
-    return u @ vt
 
 
 @pytest.mark.parametrize("shape", SHAPES[:3])
