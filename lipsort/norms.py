@@ -37,23 +37,31 @@ def _check_kernel(w: Array) -> None:
 
 def _l1_ball_active_set(a: Array, radius: Array) -> Array:
     """The entries of each column of ``a`` ≥ 0 that stay nonzero when the column is
-    projected onto {‖x‖₁ ≤ radius} (Michelot, 1986), without a sort.
+    projected onto {‖x‖₁ ≤ radius}, without a sort.
 
-    The projection is max(a − θ, 0) with θ = (Σ_{i∈A} a_i − r)/|A| for the active set
-    A = {i : a_i > θ}. Starting from A = all entries, θ = (Σ_A a − r)/|A| only grows and
-    A = {a > θ} only shrinks, so the fixed point is reached after at most n rounds (about
-    ten for trained kernels), each an elementwise pass: far cheaper than a sort per unit.
+    The projection is max(a − θ*, 0) where θ* is the root of the decreasing, convex,
+    piecewise-linear f(θ) = Σᵢ max(aᵢ − θ, 0) − r. Newton's method on f from any θ₀ with
+    f(θ₀) ≥ 0 is Michelot's (1986) active-set iteration: θ_{t+1} = (Σ_{a>θ_t} a − r) /
+    |{a > θ_t}| only grows and reaches θ* after finitely many rounds, each one fused pass
+    over the column (a sum and a count), with no boolean array kept between rounds.
+    Start: θ* = max_k (sum of the k largest − r)/k, so both k = n, (Σa − r)/n, and k = 1,
+    max a − r, are lower bounds; the larger one saves the rounds a column dominated by one
+    entry would take. Columns inside the ball (f(0) ≤ 0) stop at once; the caller keeps
+    them unchanged. The loop stops when no θ grows (a NaN compares false and stops it too).
     """
-    def threshold(active):
-        return (jnp.sum(jnp.where(active, a, 0.0), axis=0) - radius) / jnp.maximum(jnp.sum(active, axis=0), 1)
+    def newton(theta):
+        above = a > theta
+        return jnp.maximum(theta, (jnp.sum(jnp.where(above, a, 0.0), axis=0) - radius)
+                           / jnp.maximum(jnp.sum(above, axis=0), 1))
 
     def body(carry):
-        active, _ = carry
-        shrunk = active & (a > threshold(active))
-        return shrunk, jnp.any(shrunk != active)
+        theta, _ = carry
+        grown = newton(theta)
+        return grown, jnp.any(grown > theta)
 
-    active, _ = jax.lax.while_loop(lambda c: c[1], body, (jnp.ones(a.shape, bool), jnp.array(True)))
-    return active
+    start = jnp.maximum(jnp.max(a, axis=0, initial=0.0) - radius, (jnp.sum(a, axis=0) - radius) / max(a.shape[0], 1))
+    theta, _ = jax.lax.while_loop(lambda c: c[1], body, (start, jnp.array(True)))
+    return a > theta
 
 
 def project_linf(w: Array, radius: float = 1.0) -> Array:

@@ -52,6 +52,24 @@ def test_project_linf_keeps_units_inside_the_ball():
     np.testing.assert_allclose(float(jnp.abs(out[:, 1]).sum()), 1.0, rtol=1e-6)
 
 
+def test_project_linf_is_exact_on_trained_like_kernels_and_stops_on_nan():
+    """Sparse, heavy-tailed columns (one entry dominating, or ℓ1 barely above the radius)
+    are where the Newton/Michelot rounds are many; the result must still be the exact
+    projection, and a NaN must end the loop rather than spin it."""
+    rng = np.random.default_rng(0)
+    w = rng.standard_cauchy((64, 12)) * (rng.random((64, 12)) < 0.3)
+    w[:, 0] = 0.0
+    w[3, 1] = 50.0  # one entry dominating
+    w[:, 2] *= 1.0 / np.abs(w[:, 2]).sum() * (1 + 1e-9)  # ℓ1 barely above 1
+    with jax.enable_x64(True):
+        out = np.asarray(jax.jit(project_linf)(jnp.asarray(w)))
+    ref = np.stack([reference_l1_projection(w[:, j], 1.0) for j in range(w.shape[1])], axis=1)
+    np.testing.assert_allclose(out, ref, atol=1e-9)
+    bad = jnp.array([[jnp.nan, 3.0], [2.0, 1.0]], jnp.float32)
+    assert np.isnan(np.asarray(project_linf(bad))[:, 0]).any()
+    np.testing.assert_allclose(np.asarray(project_linf(bad))[:, 1], [1.0, 0.0], atol=1e-6)
+
+
 def test_project_linf_is_differentiable_and_jittable():
     w = jax.random.normal(jax.random.key(0), (6, 3))
     g = jax.jit(jax.grad(lambda w: jnp.sum(project_linf(w) ** 2)))(w)
