@@ -137,6 +137,31 @@ def test_dcgan_generator_shapes_and_pixel_range(shape, channels):
     assert "divisible by 16" in gan.GENERATORS["dcgan"].problems(too_deep, (28, 28, 1))[0]
 
 
+@pytest.mark.parametrize("height, width, c_in, c_out", [(3, 5, 4, 2), (4, 4, 6, 1)])
+def test_subpixel_upsampling_is_the_transposed_convolution(height, width, c_in, c_out):
+    """The DCGAN generator's sub-pixel form equals jax.lax.conv_transpose (stride 2, SAME,
+    4×4), in value and in both gradients (float64, so rounding cannot hide a wrong tap)."""
+    import jax
+    import jax.numpy as jnp
+
+    def reference(h, k):
+        return jax.lax.conv_transpose(h, k, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    with jax.enable_x64(True):
+        h = jax.random.normal(jax.random.PRNGKey(0), (2, height, width, c_in), jnp.float64)
+        k = jax.random.normal(jax.random.PRNGKey(1), (4, 4, c_in, c_out), jnp.float64)
+        ours = gan.upsample_conv_transpose(h, k)
+        assert ours.shape == (2, 2 * height, 2 * width, c_out)
+        np.testing.assert_allclose(ours, reference(h, k), atol=1e-12)
+        weights = jax.random.normal(jax.random.PRNGKey(2), ours.shape, jnp.float64)
+        grads = [jax.grad(lambda h, k, f=f: jnp.sum(weights * jnp.tanh(f(h, k))), argnums=(0, 1))(h, k)
+                 for f in (gan.upsample_conv_transpose, reference)]
+        for ours_grad, reference_grad in zip(*grads):
+            np.testing.assert_allclose(ours_grad, reference_grad, atol=1e-12)
+    with pytest.raises(ValueError, match="4×4 kernels"):
+        gan.upsample_conv_transpose(h, jnp.zeros((3, 3, c_in, c_out)))
+
+
 def test_dcgan_with_weight_clipping_trains_and_its_generator_is_reusable(tmp_path):
     import jax
 
