@@ -33,7 +33,8 @@
     steps, interleaved; ratio < 1 means vmapping saves time.
 (g) one generator step (5 critic updates + 1 generator update, batch 64) of the Lipschitz
     WGAN (configs/gan_mnist.py:lipschitz: Björck GroupSort(4) critic, riemannian mode, no
-    penalty) and of WGAN-GP with the DCGAN generator (configs/gan_mnist.py:dcgan) against
+    penalty) and of WGAN-GP with the DCGAN generator (configs/gan_mnist.py:dcgan; its
+    upsamplings as parity matmuls, and as lax.conv_transpose for comparison) against
     WGAN-GP's (configs/gan_mnist.py), interleaved.
 (h) where the :paper Wasserstein critic's step goes (784 → 720 → 720 → 1, batch 64 per side,
     configs/wde_mnist.py:paper, one seed): the full step (batch sampling + gradient +
@@ -630,16 +631,26 @@ def part_g(repeats, chunk):
     from lipsort.tasks import gan
 
     print("\n(g) generator step: Lipschitz WGAN (Björck critic, no penalty) vs WGAN-GP, bundled MNIST")
+    def conv_transpose(h, kernel):  # what the DCGAN generator computed before its parity matmuls
+        return jax.lax.conv_transpose(h, kernel, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
     runners = {}
-    for label, spec in (("WGAN-GP", "gan_mnist"), ("Lipschitz WGAN", "gan_mnist:lipschitz"),
-                        ("WGAN-GP, DCGAN", "gan_mnist:dcgan")):
+    parity_matmuls = gan.upsample_conv_transpose
+    for label, spec, upsample in (("WGAN-GP", "gan_mnist", None), ("Lipschitz WGAN", "gan_mnist:lipschitz", None),
+                                  ("WGAN-GP, DCGAN", "gan_mnist:dcgan", parity_matmuls),
+                                  ("  (lax.conv_transpose)", "gan_mnist:dcgan", conv_transpose)):
         config = load_config(spec)
         config.data.source = "bundled"
         images = data.load(config.data)
         critic, graphdef, optimizers, state = gan._init_state(config)
         step_fn = gan.make_step(graphdef, config, jnp.asarray(images.x_train), jax.random.PRNGKey(1), optimizers,
                                 retracts=critic.retracts)
-        runners[label] = (jax.jit(lambda s, steps, f=step_fn: jax.lax.scan(f, s, steps)), state)
+        runner = jax.jit(lambda s, steps, f=step_fn: jax.lax.scan(f, s, steps))
+        if upsample is not None:  # traced now, with this upsampling
+            gan.upsample_conv_transpose = upsample
+            runner = runner.lower(state, jnp.arange(chunk)).compile()
+            gan.upsample_conv_transpose = parity_matmuls
+        runners[label] = (runner, state)
     timing = _time_chunks(runners, chunk, repeats)
     base = timing["WGAN-GP"][0]
     rows = []

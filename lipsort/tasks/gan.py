@@ -187,9 +187,9 @@ def upsample_conv_transpose(h: Array, kernel: Array) -> Array:
 
     four matmuls of (N·H·W, 4·C_in) patches by (4·C_in, C_out), the transposed convolution's
     FLOPs, no zero-dilated input. Equal up to float rounding. Why: on CPU, XLA's
-    convolution gradients inside a ``lax.scan`` (the GAN's training loop) were 10–30× slower
-    than the same ops unrolled (their layouts are not made canonical inside a loop body);
-    matmuls have no such path."""
+    convolution gradients inside a ``lax.scan`` (the GAN's training loop) keep non-canonical
+    layouts and run on a slow path; the generator step takes 2.2× less time this way
+    (``scripts/benchmark.py --parts=g`` times both). Matmuls have no such path."""
     if kernel.shape[:2] != (DCGAN_KERNEL, DCGAN_KERNEL):
         raise ValueError(f"the sub-pixel form is for {DCGAN_KERNEL}×{DCGAN_KERNEL} kernels, got {kernel.shape[:2]}.")
     n, height, width, _ = h.shape
