@@ -4,6 +4,7 @@
     python scripts/benchmark.py --parts i   # export + certificate time per constraint
     python scripts/benchmark.py --parts j   # the ℓ∞ configs' training step
     python scripts/benchmark.py --parts k   # conv nets: training step, export + certificate
+    python scripts/benchmark.py --parts l   # XLA convolution gradients inside lax.scan
 
 (a) one order-1 Björck iteration vs the two matmuls it must do (Gram WᵀW and W·G),
     n×n float32, jitted, after warm-up, median over repeats, as a ratio (floor = 1.0).
@@ -66,6 +67,10 @@
     and BCOP models at init (export_model, then certify.lipschitz_upper_bound; first call and
     minimum over --repeats/20 repeats, as in part i), and the minimum over --repeats/10 with
     numpy's BLAS on one thread (threaded OpenBLAS spins on shared cores).
+(l) why the CPU paths avoid XLA convolutions in training loops: --l-steps SGD steps of one
+    3×3 convolution (7×7×128 → 256, batch 64, zero padding), updating its kernel or its
+    input, as a rolled lax.scan and unrolled, with lax.conv_general_dilated and with
+    lipsort.convolution.conv (patches @ kernel on CPU); ms per step, ratio scanned/unrolled.
 
 Every matmul runs at Precision.HIGHEST (as in lipsort.orthogonal). ``--json`` writes all
 numbers as JSON (to PATH, or stdout with no PATH) in addition to the printed tables.
@@ -95,7 +100,7 @@ from lipsort.orthogonal import (
     taylor_coefficients,
 )
 
-PARTS = ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k")
+PARTS = ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l")
 # Part (e): the experiment configs whose training speed researchers will feel.
 E_CONFIGS = ("wde_mnist", "wde_fashion_mnist", "robust_mnist_l2", "robust_mnist_linf",
              "robust_fashion_mnist_l2", "robust_fashion_mnist_linf")
@@ -903,6 +908,37 @@ def _part_k_export(out, shape, constrained, export_repeats, one_thread_repeats):
               f"{row['certify_s']:>8.2f} {row['cpu_s']:>7.2f} {row['lipschitz_upper_bound']:>12.9f} {one:>9}")
 
 
+def part_l(repeats, steps):
+    """Part (l): convolution gradients in a rolled ``lax.scan`` against the same steps unrolled."""
+    from lipsort import convolution
+
+    print(f"\n(l) {steps} SGD steps of a 3×3 conv (7×7×128 → 256, batch 64): lax.scan rolled vs unrolled, ms per step")
+    x = jax.random.normal(jax.random.PRNGKey(0), (64, 7, 7, 128))
+    kernel = 0.01 * jax.random.normal(jax.random.PRNGKey(1), (3, 3, 128, 256))
+    convs = {"lax.conv_general_dilated": lambda h, k: jax.lax.conv_general_dilated(
+                 h, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")),
+             "convolution.conv": convolution.conv}
+    print(f"{'convolution':<26} {'gradient of':<12} {'scanned':>9} {'unrolled':>9} {'ratio':>7}")
+    rows = []
+    for name, conv in convs.items():
+        for wrt, start in (("kernel", kernel), ("input", x)):
+            def step(v, t, conv=conv, wrt=wrt):  # t enters the loss so no step is hoisted or shared
+                loss = (lambda k: jnp.sum(jnp.tanh(conv(x + t, k)))) if wrt == "kernel" else \
+                    (lambda h: jnp.sum(jnp.tanh(conv(h, kernel + t))))
+                return v - 1e-6 * jax.grad(loss)(v), None
+
+            times = {}
+            for unroll in (1, steps):
+                run = jax.jit(lambda v, unroll=unroll, step=step: jax.lax.scan(
+                    step, v, jnp.arange(steps, dtype=jnp.float32), unroll=unroll)[0])
+                times[unroll] = _median_time(run, start, repeats) / steps
+            row = dict(conv=name, gradient=wrt, scanned_ms=1e3 * times[1], unrolled_ms=1e3 * times[steps],
+                       ratio=times[1] / times[steps])
+            rows.append(row)
+            print(f"{name:<26} {wrt:<12} {row['scanned_ms']:>9.1f} {row['unrolled_ms']:>9.1f} {row['ratio']:>7.2f}")
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--parts", default="a,b,c,d,e", help="comma-separated subset of: " + ",".join(PARTS))
@@ -929,6 +965,7 @@ def main():
     parser.add_argument("--conv-export-only", action="store_true", help="part (k): the export timing alone")
     parser.add_argument("--conv-chunk", type=int, default=1,
                         help="part (k) steps per timed call (a conv step takes seconds on CPU)")
+    parser.add_argument("--l-steps", type=int, default=4, help="part (l) SGD steps per scanned/unrolled call")
     parser.add_argument("--no-unrolled", action="store_true", help="part (c): skip the slow unrolled-15 model")
     parser.add_argument("--torch-python", default=TORCH_PYTHON,
                         help="part (d): python of a venv with torch + deel-torchlip (" + TORCH_INSTALL + ")")
@@ -979,6 +1016,8 @@ def main():
         results["k"] = part_k(shapes, args.conv_batch, max(args.repeats // 5, 2), args.conv_chunk,
                               max(args.repeats // 20, 1), max(args.repeats // 10, 2), args.seed,
                               export_only=args.conv_export_only)
+    if "l" in parts:
+        results["l"] = part_l(max(args.repeats // 10, 2), args.l_steps)
     if args.json is not None:
         text = json.dumps(results, indent=2)
         if args.json == "-":
